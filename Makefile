@@ -1,0 +1,49 @@
+# The release console. `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Install only from PyPI, with the lock's hashes, ignoring the machine's pip/uv config.
+UV_INSTALL := $(BIN)/uv pip sync --no-config --native-tls --index-url https://pypi.org/simple/ --require-hashes --python $(BIN)/python
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --isolated --index-url https://pypi.org/simple/ "uv==0.13.9"
+
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(UV_INSTALL) requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+# The console on its embedded default: SQLite, the filesystem broker, a worker,
+# beat and a local sandbox index, all stopped by one Ctrl-C.
+run: install
+	$(BIN)/python manage.py run_embedded
+
+# The whole suite against PostgreSQL and Redis on localhost, with ruff and mypy.
+# pytest's exit code 5 (no tests collected) is a failure here.
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+lint: install
+	$(BIN)/ruff check releases console tests bench
+	$(BIN)/ruff format --check releases console tests bench
+	$(BIN)/mypy releases console
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+check-deploy: install
+	CONSOLE_MODE=production DATABASE_URL=postgres://localhost/console REDIS_URL=redis://localhost:6379/0 \
+	SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	CONSOLE_TOKEN_KEYS=$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') \
+	ALLOWED_HOSTS=console.example.org $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+lock: | $(BIN)/python
+	$(BIN)/uv pip compile --no-config --native-tls --index-url https://pypi.org/simple/ --python-version 3.11 \
+		--extra dev --generate-hashes pyproject.toml -o requirements.lock
+
+clean:
+	rm -rf $(VENV) var staticfiles

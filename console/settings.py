@@ -1,0 +1,244 @@
+"""Settings, read from environment variables.
+
+Two modes:
+
+* ``CONSOLE_MODE=embedded`` (the default): one machine, no servers. SQLite,
+  the kombu filesystem broker, and development secrets generated once into
+  ``var/embedded-secrets.json``.
+* ``CONSOLE_MODE=production``: every secret must come from the environment;
+  the process refuses to start without them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from console.env import ImproperEnvironment, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CONSOLE_VAR_DIR", str(BASE_DIR / "var")))
+
+CONSOLE_MODE = env_str("CONSOLE_MODE", "embedded")
+if CONSOLE_MODE not in {"embedded", "production"}:
+    raise ImproperEnvironment(f"CONSOLE_MODE={CONSOLE_MODE!r}: use embedded or production")
+PRODUCTION = CONSOLE_MODE == "production"
+
+
+def _embedded_secrets() -> dict[str, str]:
+    """Development secrets, generated once and kept beside the SQLite file."""
+    path = VAR_DIR / "embedded-secrets.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    values = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "CONSOLE_TOKEN_KEYS": Fernet.generate_key().decode(),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values))
+    return values
+
+
+def _secret(name: str) -> str:
+    value = env_str(name)
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperEnvironment(f"{name} must be set when CONSOLE_MODE=production")
+    return _embedded_secrets()[name]
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+# The key ring that encrypts index and GitHub tokens at rest. Comma
+# separated Fernet keys; the first encrypts, all decrypt (rotation).
+CONSOLE_TOKEN_KEYS = [key.strip() for key in _secret("CONSOLE_TOKEN_KEYS").split(",") if key.strip()]
+if PRODUCTION and SECRET_KEY in CONSOLE_TOKEN_KEYS:
+    raise ImproperEnvironment("CONSOLE_TOKEN_KEYS must not reuse SECRET_KEY")
+
+DEBUG = env_bool("DEBUG", default=False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "releases",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+WSGI_APPLICATION = "console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict[str, Any]:
+    url = env_str("DATABASE_URL")
+    if not url:
+        if PRODUCTION:
+            raise ImproperEnvironment("DATABASE_URL must be set when CONSOLE_MODE=production")
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{VAR_DIR / 'console.sqlite3'}"
+    config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Web server, worker and beat share the file: WAL lets readers run
+        # beside the writer, IMMEDIATE makes writers queue instead of failing.
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        config["CONN_MAX_AGE"] = 0
+    else:
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+
+# Built artifacts: a local folder by default; any Django storage backend
+# (S3 compatible through django-storages) when several hosts share them.
+ARTIFACT_ROOT = Path(env_str("ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "artifacts": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(ARTIFACT_ROOT), "file_permissions_mode": 0o444},
+    },
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Where jobs get their private temporary folders, and the tool cache (uv's
+# wheels and build environments) that every job may safely share.
+JOB_WORK_ROOT = Path(env_str("JOB_WORK_ROOT", str(VAR_DIR / "jobs")))
+TOOL_CACHE_DIR = Path(env_str("TOOL_CACHE_DIR", str(VAR_DIR / "cache")))
+# The index that build back-ends (setuptools, hatchling...) come from.
+BUILD_INDEX_URL = env_str("BUILD_INDEX_URL", "https://pypi.org/simple/")
+
+# Time limits, in seconds.
+JOB_COMMAND_TIMEOUT = env_int("JOB_COMMAND_TIMEOUT", 900, minimum=1)
+JOB_HEARTBEAT_INTERVAL = env_int("JOB_HEARTBEAT_INTERVAL", 5, minimum=1)
+JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 60, minimum=2)
+JOB_REQUEUE_AFTER = env_int("JOB_REQUEUE_AFTER", 30, minimum=1)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+REAPER_INTERVAL = env_int("REAPER_INTERVAL", 30, minimum=1)
+VERIFY_ATTEMPTS = env_int("VERIFY_ATTEMPTS", 5, minimum=1)
+VERIFY_BACKOFF = float(env_int("VERIFY_BACKOFF_MS", 1000)) / 1000
+INDEX_WAIT_SECONDS = env_int("INDEX_WAIT_SECONDS", 120, minimum=0)
+
+# Celery. The database is the source of truth; messages carry only ids.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        # Above the longest job, so that Redis does not hand a running
+        # job's message to a second worker.
+        "visibility_timeout": env_int("BROKER_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
+    }
+else:
+    if PRODUCTION:
+        raise ImproperEnvironment("REDIS_URL must be set when CONSOLE_MODE=production")
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "console")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "reap-jobs": {"task": "releases.tasks.reap", "schedule": float(REAPER_INTERVAL)},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "releases.redaction.RedactingFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
+
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "release-console@localhost")

@@ -1,0 +1,49 @@
+"""What the headless commands share: one-line errors, and waiting on rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from releases.models import Job
+
+
+class ConsoleCommand(BaseCommand):
+    """A command whose bad input ends in one line and a non-zero exit."""
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        try:
+            super().run_from_argv(argv)
+        except ValidationError as exc:
+            self.stderr.write(f"CommandError: {' '.join(exc.messages)}")
+            raise SystemExit(2) from None
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--wait-timeout", type=float, default=1800.0, help="Seconds --wait waits at most.")
+
+
+def invalid(exc: ValidationError) -> CommandError:
+    return CommandError(" ".join(exc.messages))
+
+
+def wait_until(done: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
+    """Poll ``done`` until it returns something truthy, or raise CommandError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = done()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise CommandError(f"Still not finished after {timeout:.0f} s; it goes on in the background.")
+        time.sleep(interval)
+
+
+def log_tail(job: Job | None, lines: int = 15) -> list[str]:
+    """The last lines of a job's log, oldest first, for a failure message."""
+    if job is None:
+        return []
+    return list(reversed(job.lines.order_by("-number").values_list("text", flat=True)[:lines]))

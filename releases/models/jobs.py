@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django.db import models
+
+from releases.models.deployments import Deployment
+from releases.models.releases import Release
+
+
+class Job(models.Model):
+    """One unit of worker work, with its log.
+
+    ``state`` says where it is (queued, running, finished); ``outcome`` says
+    how it ended. A worker claims a job with a conditional update on
+    ``state`` and proves it still owns it through ``attempts``.
+    """
+
+    class Kind(models.TextChoices):
+        BUILD = "build", "Build"
+        UPLOAD = "upload", "Upload"
+        VERIFY = "verify", "Verify"
+        DISPATCH = "dispatch", "Dispatch workflow"
+        TRACK = "track", "Track workflow run"
+        SCAN = "scan", "Scan"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "—"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="jobs")
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed, in words a person can act on.")
+    step = models.CharField(max_length=200, blank=True, help_text="What it is doing now.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=50, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    log_lines = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["state", "heartbeat_at"]),
+            models.Index(fields=["release", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} of {self.release_id}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or self.heartbeat_at or self.started_at
+        return (end - self.started_at).total_seconds()
+
+
+class JobLogLine(models.Model):
+    """One line of a job's output, redacted before it was written."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="lines")
+    number = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_log_line_unique")]

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class Credential(models.Model):
+    """A secret (an index token, a GitHub token, a webhook secret).
+
+    The value is stored only encrypted with the console's own key ring
+    (``releases.services.credentials``); screens show ``last_four`` alone.
+    """
+
+    class Kind(models.TextChoices):
+        INDEX_TOKEN = "index_token", "Package index token"
+        GITHUB_TOKEN = "github_token", "GitHub token"
+        WEBHOOK_SECRET = "webhook_secret", "Webhook secret"
+
+    class Scope(models.TextChoices):
+        PROJECT = "project", "Project-scoped"
+        ACCOUNT = "account", "Account-wide"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.INDEX_TOKEN)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.PROJECT)
+    username = models.CharField(max_length=100, default="__token__")
+    encrypted_value = models.BinaryField(editable=False)
+    last_four = models.CharField(max_length=4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} (…{self.last_four})"
+
+
+class Project(models.Model):
+    """A Python distribution the console releases."""
+
+    class PublishMode(models.TextChoices):
+        TWINE = "twine", "Upload from the console's workers"
+        WORKFLOW = "workflow", "Dispatch the GitHub workflow"
+
+    name = models.CharField(max_length=200, unique=True, help_text="Canonical (PEP 503) name.")
+    source = models.CharField(max_length=500, help_text="A git URL or a local path to a git repository.")
+    github_repository = models.CharField(max_length=200, blank=True, help_text="owner/name")
+    github_api_url = models.URLField(default="https://api.github.com")
+    workflow_file = models.CharField(max_length=200, default="publish.yml")
+    workflow_inputs = models.JSONField(default=dict, blank=True)
+    github_credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    webhook_secret = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    tag_pattern = models.CharField(max_length=100, default="v*.*.*")
+    release_on_created = models.BooleanField(
+        default=False, help_text="Also start a release on GitHub's 'created' action, not only 'published'."
+    )
+    publish_mode = models.CharField(max_length=10, choices=PublishMode.choices, default=PublishMode.TWINE)
+    strict_checks = models.BooleanField(default=False, help_text="twine check warnings fail the build.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Environment(models.Model):
+    """A target package index, with the rules for publishing to it."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    title = models.CharField(max_length=100, help_text="Shown on buttons: 'Publish to <title>'.")
+    upload_url = models.URLField()
+    index_url = models.URLField(help_text="The simple-index URL (PEP 503 / 691).")
+    fallback_index_url = models.URLField(blank=True, help_text="Where dependencies come from during verify.")
+    project_url_template = models.CharField(
+        max_length=300, blank=True, help_text="e.g. https://pypi.org/project/{name}/{version}/"
+    )
+    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    required_approvals = models.PositiveSmallIntegerField(default=0)
+    requires_success_in = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="A release must have succeeded there first (promotion order).",
+    )
+    allowed_ref_pattern = models.CharField(
+        max_length=100, blank=True, help_text="Glob the release's ref must match; empty allows any."
+    )
+    request_ttl_hours = models.PositiveIntegerField(default=7 * 24)
+    require_second_factor = models.BooleanField(default=False)
+    workflow_environment = models.CharField(
+        max_length=50, blank=True, help_text="The 'environment' input given to the GitHub workflow."
+    )
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order on the dashboard.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="environment_name_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.required_approvals > 0

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from releases.models.projects import Project
+
+
+class Release(models.Model):
+    """One version of one project, built once from one ref and commit."""
+
+    class BuildState(models.TextChoices):
+        PENDING = "pending", "Waiting to build"
+        BUILDING = "building", "Building"
+        BUILT = "built", "Built"
+        FAILED = "failed", "Build failed"
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="releases")
+    version = models.CharField(max_length=100, help_text="Normalized PEP 440 version.")
+    ref = models.CharField(max_length=250)
+    commit = models.CharField(max_length=40, blank=True)
+    build_state = models.CharField(max_length=10, choices=BuildState.choices, default=BuildState.PENDING)
+    build_error = models.TextField(blank=True)
+    build_warnings = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    built_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "version"], name="release_unique_version")]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.project.name} {self.version}"
+
+    @property
+    def is_built(self) -> bool:
+        return self.build_state == self.BuildState.BUILT
+
+
+class Artifact(models.Model):
+    """One built file, stored immutably with its sha256."""
+
+    class Kind(models.TextChoices):
+        SDIST = "sdist", "Source distribution"
+        WHEEL = "wheel", "Wheel"
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="artifacts")
+    filename = models.CharField(max_length=300)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    path = models.CharField(max_length=500, help_text="Name in the artifact storage.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # sdist first: it is uploaded first, so that an index never holds a
+        # wheel without the source it came from.
+        ordering = ["kind", "filename"]
+        constraints = [models.UniqueConstraint(fields=["release", "filename"], name="artifact_unique_filename")]
+
+    def __str__(self) -> str:
+        return self.filename

@@ -1,0 +1,1 @@
+"""The steps a worker runs (build, upload, verify) and the tools they call."""

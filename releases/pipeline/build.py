@@ -1,0 +1,165 @@
+"""The build step: fetch the source at the ref, build sdist and wheel once,
+check them, and store them immutably with their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from releases.models import Artifact, Release
+from releases.pipeline import runner
+from releases.pipeline.context import JobContext
+from releases.pipeline.errors import StepFailed
+from releases.pipeline.tools import git_bin, python_bin, uv_bin
+
+
+@dataclass
+class BuildOutput:
+    commit: str
+    artifacts: list[Artifact]
+    warnings: list[str]
+
+
+def build_release(ctx: JobContext, release: Release) -> BuildOutput:
+    """1. Fetch the source. 2. Build. 3. twine check. 4. Match name and
+    version. 5. Store the files with their digests."""
+    source = ctx.workdir / "src"
+    dist = ctx.workdir / "dist"
+    commit = fetch_source(ctx, release.project.source, release.ref, source)
+    ctx.step(f"building sdist and wheel of {commit[:12]}")
+    epoch = runner.run(ctx, [git_bin(), "-C", str(source), "log", "-1", "--format=%ct"], show=["git", "log", "-1"])
+    runner.run(
+        ctx,
+        [
+            uv_bin(),
+            "build",
+            "--sdist",
+            "--wheel",
+            "--out-dir",
+            str(dist),
+            "--python",
+            python_bin(),
+            "--default-index",
+            settings.BUILD_INDEX_URL,
+            "--no-config",
+            str(source),
+        ],
+        show=["uv", "build", "--sdist", "--wheel", "--out-dir", "dist", "src"],
+        # Timestamps from the commit, so that the same commit builds the same bytes.
+        env=runner.clean_env(ctx, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()}),
+    )
+    files = sorted(p for p in dist.iterdir() if p.suffix in {".whl", ".gz"})
+    check_names(release, files)
+    warnings = twine_check(ctx, release, files)
+    ctx.step("storing artifacts")
+    return BuildOutput(commit=commit, artifacts=[store(release, path) for path in files], warnings=warnings)
+
+
+def fetch_source(ctx: JobContext, source: str, ref: str, target: Path) -> str:
+    ctx.step(f"fetching {ref}")
+    runner.run(
+        ctx,
+        [git_bin(), "clone", "--quiet", "--no-checkout", "--", source, str(target)],
+        show=["git", "clone", "--no-checkout", source, "src"],
+    )
+    resolved = runner.run(
+        ctx,
+        [git_bin(), "-C", str(target), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+        check=False,
+        show=["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+    )
+    if resolved.returncode != 0 or not resolved.tail:
+        raise StepFailed(f"The ref {ref!r} does not exist in {source}. Push the tag or branch, then build again.")
+    commit = resolved.tail[-1].strip()
+    runner.run(
+        ctx,
+        [git_bin(), "-C", str(target), "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit],
+        show=["git", "checkout", "--detach", commit],
+    )
+    return commit
+
+
+def check_names(release: Release, files: list[Path]) -> None:
+    """Refuse a build whose files are not exactly this project and version."""
+    sdists = [p for p in files if p.name.endswith(".tar.gz")]
+    wheels = [p for p in files if p.suffix == ".whl"]
+    if len(sdists) != 1 or not wheels:
+        raise StepFailed(f"The build made {[p.name for p in files]}; expected one sdist and at least one wheel.")
+    expected = (canonicalize_name(release.project.name), Version(release.version))
+    for path in files:
+        try:
+            if path.suffix == ".whl":
+                name, version, _, _ = parse_wheel_filename(path.name)
+            else:
+                name, version = parse_sdist_filename(path.name)
+        except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+            raise StepFailed(f"The build made a file with an invalid name: {exc}") from None
+        if (canonicalize_name(name), version) != expected:
+            raise StepFailed(
+                f"The build made {path.name} ({name} {version}), but this release is "
+                f"{release.project.name} {release.version}. Set the version in the project's metadata "
+                "to match the release (or the tag, for dynamic versions)."
+            )
+
+
+_WARNING = re.compile(r"^\s*WARNING\s+(.*)$")
+
+
+def twine_check(ctx: JobContext, release: Release, files: list[Path]) -> list[str]:
+    ctx.step("twine check")
+    result = runner.run(
+        ctx,
+        [python_bin(), "-m", "twine", "check", *[str(p) for p in files]],
+        check=False,
+        show=["twine", "check", *[p.name for p in files]],
+    )
+    warnings = [m.group(1).strip() for line in result.tail if (m := _WARNING.match(line))]
+    if result.returncode != 0:
+        errors = [line.strip() for line in result.tail if line.strip().startswith("ERROR")]
+        raise StepFailed("twine check failed: " + ("; ".join(errors) or "see the log"))
+    if warnings and release.project.strict_checks:
+        raise StepFailed("twine check warned, and this project is strict: " + "; ".join(warnings))
+    return warnings
+
+
+def store(release: Release, path: Path) -> Artifact:
+    """Put ``path`` in artifact storage; an existing file must be the same bytes."""
+    storage = storages["artifacts"]
+    name = f"{release.project.name}/{release.version}/{path.name}"
+    digest = runner.sha256_file(path)
+    if storage.exists(name):
+        with storage.open(name, "rb") as existing:
+            stored = hashlib.sha256(existing.read()).hexdigest()
+        if stored != digest:
+            if Artifact.objects.filter(path=name).exists():
+                raise StepFailed(f"Artifact storage already holds a different {path.name}; it is never overwritten.")
+            # Left by an attempt that died before the release was recorded
+            # as built: nobody ever saw or shipped those bytes.
+            storage.delete(name)
+    if not storage.exists(name):
+        with path.open("rb") as handle:
+            saved = storage.save(name, File(handle))
+        if saved != name:
+            raise StepFailed(f"Artifact storage saved {path.name} under another name ({saved}).")
+    return Artifact(
+        release=release,
+        filename=path.name,
+        kind=Artifact.Kind.WHEEL if path.suffix == ".whl" else Artifact.Kind.SDIST,
+        size=path.stat().st_size,
+        sha256=digest,
+        path=name,
+    )

@@ -1,0 +1,157 @@
+"""The one place external commands run (DESIGN.md principle 6).
+
+Every command is an argument list (never a shell), runs in the job's own
+folder with a clean environment and a timeout, and has its output streamed
+line by line into the job's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from releases.pipeline.context import JobContext
+from releases.pipeline.errors import StepFailed
+
+# Tool configuration a job must not inherit: the machine's pip settings add
+# extra indexes, and a verify must see only the index under test.
+_TOOL_ENV = {
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_NO_INPUT": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "UV_NO_CONFIG": "1",
+    "UV_NO_PROGRESS": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    # Only these git transports: never ext:: or fd:: that run commands.
+    "GIT_ALLOW_PROTOCOL": "file:https:http:ssh:git",
+    "NO_COLOR": "1",
+    # Trust the operating system's certificates (a company CA, a proxy's).
+    "UV_NATIVE_TLS": "1",
+}
+# Passed through from the worker's own environment when set: how this host
+# reaches the network, never a credential.
+_PASS_THROUGH = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    tail: list[str]
+
+
+def clean_env(ctx: JobContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(_TOOL_ENV)
+    env.update({name: os.environ[name] for name in _PASS_THROUGH if name in os.environ})
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+    env["HOME"] = str(ctx.workdir / "home")
+    env["TMPDIR"] = str(ctx.workdir)
+    env["UV_CACHE_DIR"] = str(settings.TOOL_CACHE_DIR / "uv")
+    env.update(extra or {})
+    return env
+
+
+def run(
+    ctx: JobContext,
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    show: Sequence[str] | None = None,
+) -> Result:
+    """Run ``argv`` and stream its output into the job log.
+
+    ``show`` is the command as written in the log (for example without a
+    path a person does not need); secrets never reach argv in the first
+    place, they travel in ``env``.
+    """
+    ctx.check_owned()
+    limit = timeout or settings.JOB_COMMAND_TIMEOUT
+    ctx.log.write("$ " + " ".join(show or argv))
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd or ctx.workdir,
+        env=dict(env) if env is not None else clean_env(ctx),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    )
+    stopped: list[str] = []
+
+    def stop(why: str) -> None:
+        stopped.append(why)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    timer = threading.Timer(limit, stop, args=(f"it ran longer than {limit:.0f} s",))
+    timer.start()
+    watcher = threading.Thread(target=_watch_ownership, args=(ctx, process, stop), daemon=True)
+    watcher.start()
+    tail: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            ctx.log.write(line)
+            tail.append(line)
+            if len(tail) > 40:
+                del tail[0]
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            stop("the job was interrupted")
+            process.wait()
+    ctx.check_owned()
+    if stopped:
+        raise StepFailed(f"{Path(argv[0]).name} was stopped: {stopped[0]}.")
+    if check and returncode != 0:
+        raise StepFailed(f"{' '.join(show or argv)} exited with status {returncode}.")
+    return Result(returncode, tail)
+
+
+def _watch_ownership(ctx: JobContext, process: subprocess.Popen[str], stop: object) -> None:
+    while process.poll() is None:
+        if ctx.log.lost.wait(0.5):
+            if process.poll() is None and callable(stop):
+                stop("another worker took over the job")
+            return
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

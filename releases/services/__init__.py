@@ -1,0 +1,1 @@
+"""Every write the console makes goes through a function in this package."""

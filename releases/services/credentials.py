@@ -1,0 +1,105 @@
+"""Secrets at rest: encrypted with the console's own key ring.
+
+The key ring (``CONSOLE_TOKEN_KEYS``) is a list of Fernet keys: the first
+encrypts, every one decrypts, so a new key can be put in front and the old
+one kept until ``credentials_rotate_key`` has re-encrypted every row.
+"""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from releases.actors import Actor
+from releases.models import Credential
+from releases.redaction import register_secret
+from releases.services.audit import audit_record
+
+
+class CredentialError(Exception):
+    """A credential cannot be decrypted with the configured key ring."""
+
+
+def key_ring(keys: list[str] | None = None) -> MultiFernet:
+    return MultiFernet([Fernet(key.encode()) for key in (keys or settings.CONSOLE_TOKEN_KEYS)])
+
+
+def credential_create(
+    *,
+    name: str,
+    value: str,
+    kind: str = Credential.Kind.INDEX_TOKEN,
+    username: str = "__token__",
+    scope: str = Credential.Scope.PROJECT,
+    actor: Actor = None,
+) -> Credential:
+    value = value.strip()
+    if not value:
+        raise ValueError("The secret is empty.")
+    with transaction.atomic():
+        credential = Credential(name=name, kind=kind, username=username, scope=scope)
+        _store_value(credential, value)
+        credential.save()
+        audit_record(
+            actor=actor,
+            action="credential.created",
+            target=credential,
+            data={"name": name, "kind": kind, "scope": scope, "last_four": credential.last_four},
+        )
+    return credential
+
+
+def credential_set_value(credential: Credential, value: str, *, actor: Actor = None) -> None:
+    """Replace the secret (a new token from the index), audited."""
+    value = value.strip()
+    if not value:
+        raise ValueError("The secret is empty.")
+    with transaction.atomic():
+        _store_value(credential, value)
+        credential.rotated_at = timezone.now()
+        credential.save(update_fields=["encrypted_value", "last_four", "rotated_at"])
+        audit_record(
+            actor=actor,
+            action="credential.replaced",
+            target=credential,
+            data={"name": credential.name, "last_four": credential.last_four},
+        )
+
+
+def _store_value(credential: Credential, value: str) -> None:
+    credential.encrypted_value = key_ring().encrypt(value.encode())
+    credential.last_four = value[-4:]
+
+
+def credential_reveal(credential: Credential) -> str:
+    """Decrypt for use by a job. The value is registered for redaction."""
+    try:
+        value = key_ring().decrypt(bytes(credential.encrypted_value)).decode()
+    except InvalidToken:
+        raise CredentialError(
+            f"Credential {credential.name!r} cannot be decrypted with CONSOLE_TOKEN_KEYS: "
+            "the key that encrypted it is not in the key ring."
+        ) from None
+    register_secret(value)
+    Credential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+    return value
+
+
+def credentials_rotate_key() -> int:
+    """Re-encrypt every credential under the first key of the ring."""
+    ring = key_ring()
+    count = 0
+    with transaction.atomic():
+        for credential in Credential.objects.select_for_update().order_by("pk"):
+            try:
+                credential.encrypted_value = ring.rotate(bytes(credential.encrypted_value))
+            except InvalidToken:
+                raise CredentialError(
+                    f"Credential {credential.name!r} cannot be decrypted with any key in the ring; nothing was changed."
+                ) from None
+            credential.save(update_fields=["encrypted_value"])
+            count += 1
+        audit_record(actor=None, action="credentials.key_rotated", target=Credential(pk=0), data={"count": count})
+    return count

@@ -1,0 +1,151 @@
+"""Running a job, and what each job's end sets in motion.
+
+build succeeded  → the release is built; waiting deployments queue uploads
+upload succeeded → the deployment verifies at once (no poll in between)
+verify succeeded → the deployment succeeded, with its summary
+any failure      → the release or deployment fails with the job's reason
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+
+from django.db import transaction
+from django.utils import timezone
+
+from releases.models import Deployment, DeploymentFile, Job
+from releases.pipeline.build import build_release
+from releases.pipeline.context import JobContext
+from releases.pipeline.errors import JobLost, StepFailed, TransientError
+from releases.pipeline.upload import upload_deployment
+from releases.pipeline.verify import VerifyOutput, verify_deployment
+from releases.redaction import redact
+from releases.services.approvals import approvals_problem
+from releases.services.deployments import deployment_transition
+from releases.services.jobs import job_claim, job_create, job_finish
+from releases.services.releases import release_mark_building, release_record_build, release_record_build_failure
+
+logger = logging.getLogger(__name__)
+Status = Deployment.Status
+
+
+def job_run(job_id: int, *, task_id: str = "") -> None:
+    """Claim job ``job_id`` and run it; return quietly if someone else has it."""
+    claim = job_claim(job_id, task_id=task_id, worker=socket.gethostname())
+    if claim is None:
+        return
+    job = Job.objects.select_related("release__project", "deployment__environment").get(pk=job_id)
+    ctx = JobContext.open(job, claim)
+    error = ""
+    try:
+        if job.attempts > 1:
+            ctx.log.write(f"==> attempt {job.attempts}: the previous attempt's worker stopped answering")
+        _run_step(ctx, job)
+    except JobLost:
+        logger.warning("job %s attempt %s: another worker owns it now; stopping", job_id, claim.attempt)
+        ctx.close()
+        return
+    except (StepFailed, TransientError) as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug: fail the job with a reason rather than leave it running
+        logger.exception("job %s failed unexpectedly", job_id)
+        error = f"Internal error ({type(exc).__name__}): {exc}"
+        ctx.log.write(redact(traceback.format_exc()))
+    if error:
+        ctx.log.write(f"==> failed: {error}")
+    else:
+        ctx.log.write("==> done")
+    ctx.close()
+    with transaction.atomic():
+        outcome = Job.Outcome.FAILED if error else Job.Outcome.SUCCEEDED
+        if not job_finish(claim, outcome=outcome, error=error):
+            return
+        job.refresh_from_db()
+        if error:
+            job_failed(job, redact(error))
+        else:
+            job_succeeded(job)
+
+
+def _run_step(ctx: JobContext, job: Job) -> None:
+    if job.kind == Job.Kind.BUILD:
+        if job.release.is_built:
+            ctx.log.write("already built; a release is built once")
+            return
+        release_mark_building(job.release)
+        built = build_release(ctx, job.release)
+        for warning in built.warnings:
+            ctx.log.write(f"twine check warning: {warning}")
+        release_record_build(job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings)
+        return
+    deployment = job.deployment
+    if deployment is None:
+        raise StepFailed(f"{job.get_kind_display()} job has no deployment")
+    if job.kind == Job.Kind.UPLOAD:
+        _upload(ctx, deployment)
+    elif job.kind == Job.Kind.VERIFY:
+        output = verify_deployment(ctx, deployment)
+        _record_verified(deployment, output)
+    else:
+        raise StepFailed(f"This worker cannot run {job.get_kind_display()} jobs yet.")
+
+
+def _upload(ctx: JobContext, deployment: Deployment) -> None:
+    deployment.refresh_from_db()
+    if deployment.status == Status.QUEUED:
+        deployment_transition(deployment, Status.UPLOADING)
+    elif deployment.status != Status.UPLOADING:  # a second run after a lost worker keeps UPLOADING
+        raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was uploaded.")
+    # Checked again here, right before the first byte leaves.
+    problem = approvals_problem(deployment)
+    if problem:
+        raise StepFailed(f"Not uploaded: {problem}")
+    upload_deployment(ctx, deployment)
+
+
+def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
+    deployment.files.update(state=DeploymentFile.State.VERIFIED)
+    summary = dict(deployment.summary)
+    summary["verify"] = {"files": output.files, "modules": output.modules, "seconds": round(output.seconds, 2)}
+    Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
+
+
+def job_succeeded(job: Job) -> None:
+    if job.kind == Job.Kind.UPLOAD and job.deployment is not None:
+        deployment_transition(job.deployment, Status.VERIFYING)
+        job_create(kind=Job.Kind.VERIFY, release=job.release, deployment=job.deployment)
+    elif job.kind == Job.Kind.VERIFY and job.deployment is not None:
+        deployment = job.deployment
+        deployment.refresh_from_db()
+        summary = deployment_summary(deployment)
+        Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
+        deployment_transition(deployment, Status.SUCCEEDED, data={"files": summary["files"]})
+
+
+def job_failed(job: Job, reason: str) -> None:
+    if job.kind == Job.Kind.BUILD:
+        release_record_build_failure(job.release, reason)
+    elif job.deployment is not None:
+        deployment = job.deployment
+        deployment.refresh_from_db()
+        if deployment.is_active:
+            deployment_transition(deployment, Status.FAILED, reason=f"{job.get_kind_display()} failed: {reason}")
+
+
+def deployment_summary(deployment: Deployment) -> dict[str, object]:
+    """What shipped: files with digests and where they are, and step times."""
+    jobs = deployment.jobs.filter(state=Job.State.FINISHED).order_by("created_at")
+    return {
+        **deployment.summary,
+        "version": deployment.release.version,
+        "environment": deployment.environment.name,
+        "index_url": deployment.environment.index_url,
+        "files": {
+            f.artifact.filename: {"sha256": f.artifact.sha256, "size": f.artifact.size, "state": f.state, "url": f.url}
+            for f in deployment.files.select_related("artifact")
+        },
+        "steps": {j.kind: round(j.duration_seconds or 0, 2) for j in jobs},
+        "finished_at": timezone.now().isoformat(),
+    }

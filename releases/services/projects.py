@@ -1,0 +1,113 @@
+"""Projects and environments: what the console releases, and where to."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from releases.actors import Actor
+from releases.models import Credential, Environment, Project
+from releases.services.audit import audit_record
+from releases.services.credentials import credential_create
+from releases.validators import clean_github_repository, clean_http_url, clean_project_name, clean_source
+
+
+def project_create(
+    *,
+    name: str,
+    source: str,
+    github_repository: str = "",
+    workflow_file: str = "publish.yml",
+    tag_pattern: str = "v*.*.*",
+    strict_checks: bool = False,
+    actor: Actor,
+) -> Project:
+    canonical = clean_project_name(name)
+    source = clean_source(source)
+    if github_repository:
+        clean_github_repository(github_repository)
+    if not tag_pattern or any(ch.isspace() for ch in tag_pattern):
+        raise ValidationError(f"{tag_pattern!r} is not a tag pattern (for example v*.*.*).")
+    if Project.objects.filter(name=canonical).exists():
+        raise ValidationError(f"A project named {canonical!r} exists already.")
+    with transaction.atomic():
+        project = Project.objects.create(
+            name=canonical,
+            source=source,
+            github_repository=github_repository,
+            workflow_file=workflow_file,
+            tag_pattern=tag_pattern,
+            strict_checks=strict_checks,
+        )
+        audit_record(
+            actor=actor,
+            action="project.created",
+            target=project,
+            data={"name": canonical, "source": source, "github": github_repository},
+        )
+    return project
+
+
+def environment_create(
+    *,
+    name: str,
+    upload_url: str,
+    index_url: str,
+    title: str = "",
+    fallback_index_url: str = "",
+    username: str = "__token__",
+    token: str = "",
+    required_approvals: int = 0,
+    after: str = "",
+    actor: Actor,
+) -> Environment:
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValidationError(f"{name!r} is not an environment name: use letters, digits, '-' and '_'.")
+    clean_http_url(upload_url)
+    clean_http_url(index_url)
+    if fallback_index_url:
+        clean_http_url(fallback_index_url)
+    if required_approvals < 0 or required_approvals > 10:
+        raise ValidationError("Approvals must be between 0 and 10.")
+    if Environment.objects.filter(name__iexact=name).exists():
+        raise ValidationError(f"An environment named {name!r} exists already.")
+    earlier = None
+    if after:
+        earlier = Environment.objects.filter(name=after).first()
+        if earlier is None:
+            raise ValidationError(f"There is no environment named {after!r} to come after.")
+    with transaction.atomic():
+        credential = None
+        if token:
+            credential = credential_create(
+                name=f"{name} upload token",
+                value=token,
+                username=username,
+                kind=Credential.Kind.INDEX_TOKEN,
+                actor=actor,
+            )
+        environment = Environment.objects.create(
+            name=name,
+            title=title or name,
+            upload_url=upload_url,
+            index_url=index_url,
+            fallback_index_url=fallback_index_url,
+            credential=credential,
+            required_approvals=required_approvals,
+            requires_success_in=earlier,
+            require_second_factor=required_approvals > 0,
+            position=Environment.objects.count(),
+        )
+        audit_record(
+            actor=actor,
+            action="environment.created",
+            target=environment,
+            data={
+                "name": name,
+                "index_url": index_url,
+                "upload_url": upload_url,
+                "required_approvals": required_approvals,
+                "after": after,
+            },
+        )
+    return environment

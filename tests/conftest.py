@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from releases.models import Deployment, Environment, Project, Release
+from releases.services.projects import environment_create, project_create
+from tests.support.devpi import DevpiServer, IndexAccount
+from tests.support.sample import SampleRepo
+from tests.support.worker import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevpiServer]:
+    server = DevpiServer(tmp_path_factory.mktemp("devpi"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_process(django_db_setup: None, django_db_blocker, tmp_path_factory) -> Iterator[WorkerProcess]:
+    with django_db_blocker.unblock():
+        worker = WorkerProcess(tmp_path_factory.mktemp("workers"))
+        worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(worker_process: WorkerProcess, transactional_db: None) -> Iterator[WorkerProcess]:
+    """A live Celery worker on Redis and the test database (rows are committed)."""
+    if not worker_process.alive():
+        worker_process.start()
+    yield worker_process
+    if not worker_process.alive():
+        worker_process.start()
+
+
+@pytest.fixture
+def sample_repo(tmp_path: Path) -> SampleRepo:
+    repo = SampleRepo(tmp_path / "sample-pkg")
+    repo.commit_version("1.0.0", tag="v1.0.0")
+    return repo
+
+
+@pytest.fixture
+def index_account(devpi: DevpiServer) -> IndexAccount:
+    return devpi.new_index()
+
+
+@pytest.fixture
+def project(sample_repo: SampleRepo, db: None) -> Project:
+    return project_create(name=sample_repo.name, source=str(sample_repo.path), actor=None)
+
+
+@pytest.fixture
+def sandbox(index_account: IndexAccount, db: None) -> Environment:
+    return environment_create(
+        name="test-pypi",
+        title="Test PyPI",
+        upload_url=index_account.upload_url,
+        index_url=index_account.simple_url,
+        username=index_account.user,
+        token=index_account.password,
+        actor=None,
+    )
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 90, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def wait_built(release: Release, timeout: float = 120) -> Release:
+    def done() -> Release | None:
+        current = Release.objects.get(pk=release.pk)
+        return current if current.build_state in (Release.BuildState.BUILT, Release.BuildState.FAILED) else None
+
+    return wait_for(done, timeout)  # type: ignore[return-value]
+
+
+def wait_final(deployment: Deployment, timeout: float = 120) -> Deployment:
+    def done() -> Deployment | None:
+        current = Deployment.objects.get(pk=deployment.pk)
+        return current if current.status in Deployment.FINAL_STATUSES else None
+
+    return wait_for(done, timeout)  # type: ignore[return-value]
+
+
+@pytest.fixture(autouse=True)
+def _close_connection_after_test() -> Iterator[None]:
+    yield
+    connection.close()

@@ -1,0 +1,38 @@
+"""Loaded by pytest before Django (``-p tests.environment``): the test
+environment's defaults, each overridable from the shell.
+
+Tests run against PostgreSQL and Redis on localhost, never SQLite or the
+filesystem broker: those are the production components.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+_var = Path(tempfile.mkdtemp(prefix="console-tests-"))
+
+defaults = {
+    "CONSOLE_MODE": "embedded",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/console",
+    "REDIS_URL": "redis://127.0.0.1:6379/9",
+    "SECRET_KEY": "tests-only-secret-key-" + "x" * 40,
+    "CONSOLE_TOKEN_KEYS": Fernet.generate_key().decode(),
+    "CONSOLE_VAR_DIR": str(_var),
+    # Shared across runs: uv's cache of build back-ends and wheels.
+    "TOOL_CACHE_DIR": str(ROOT / "var" / "test-cache"),
+    # One queue per test session, so that two sessions never take each other's tasks.
+    "CELERY_QUEUE": f"console-tests-{os.getpid()}",
+    "JOB_HEARTBEAT_INTERVAL": "1",
+    "JOB_STALE_AFTER": "4",
+    "JOB_REQUEUE_AFTER": "3",
+    "VERIFY_ATTEMPTS": "3",
+    "VERIFY_BACKOFF_MS": "200",
+    "INDEX_WAIT_SECONDS": "20",
+}
+for key, value in defaults.items():
+    os.environ.setdefault(key, value)

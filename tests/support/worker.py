@@ -1,0 +1,91 @@
+"""Real Celery worker processes for tests, started and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+
+class WorkerProcess:
+    """One ``celery worker`` process on the test database and queue."""
+
+    def __init__(self, logdir: Path, name: str = "worker") -> None:
+        self.logdir = logdir
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = logdir / f"{name}.log"
+        self.starts = 0
+
+    def env(self) -> dict[str, str]:
+        db = connection.settings_dict
+        url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        return {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
+
+    def start(self) -> None:
+        self.starts += 1
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"{self.name}-{self.starts}@%h",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {self.log_path}")
+            with self.log_path.open("rb") as handle:
+                handle.seek(offset)
+                if b" ready." in handle.read():
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the worker did not become ready within 60 s")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer or a lost host would."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

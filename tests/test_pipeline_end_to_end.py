@@ -1,0 +1,111 @@
+"""The core pipeline against real services: PostgreSQL, Redis, a Celery
+worker process, git, uv, twine and devpi-server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+from django.core.management import call_command
+
+from releases.models import AuditEvent, Deployment, DeploymentFile, Job, JobLogLine, Release
+from releases.pipeline.tools import uv_bin
+from releases.services.deployments import deployment_request
+from releases.services.releases import release_create
+from tests.conftest import wait_built, wait_final
+
+
+def test_release_create_then_publish_ends_verified(worker, project, sandbox, devpi, index_account, capsys):
+    call_command("release_create", project.name, "1.0.0", "--ref", "v1.0.0", "--wait")
+    call_command("publish", project.name, "1.0.0", "--to", "test-pypi", "--wait")
+    out = capsys.readouterr().out
+    assert "deployment #" in out and "succeeded" in out
+
+    release = Release.objects.get(project=project, version="1.0.0")
+    assert release.is_built and len(release.commit) == 40
+    artifacts = {a.filename: a for a in release.artifacts.all()}
+    assert set(artifacts) == {"sample_pkg-1.0.0.tar.gz", "sample_pkg-1.0.0-py3-none-any.whl"}
+    deployment = Deployment.objects.get(release=release)
+    assert deployment.status == Deployment.Status.SUCCEEDED
+    assert {f.state for f in deployment.files.all()} == {DeploymentFile.State.VERIFIED}
+    # What the index serves is byte for byte what the console built.
+    assert deployment.summary["verify"]["files"] == {name: a.sha256 for name, a in artifacts.items()}
+    assert deployment.summary["verify"]["modules"] == ["sample_pkg"]
+    for name in artifacts:
+        assert devpi.stored_count(index_account, name) == 1
+    upload = Job.objects.get(deployment=deployment, kind=Job.Kind.UPLOAD)
+    lines = list(JobLogLine.objects.filter(job=upload).values_list("text", flat=True))
+    assert any(line.startswith("$ twine upload") for line in lines)
+    # sdist first.
+    uploads = [line for line in lines if line.startswith("==> uploading")]
+    assert uploads[0].endswith(".tar.gz")
+    verify = Job.objects.get(deployment=deployment, kind=Job.Kind.VERIFY)
+    assert JobLogLine.objects.filter(job=verify, text="imported sample_pkg").exists()
+    actions = list(AuditEvent.objects.filter(object_type="deployment").values_list("action", flat=True))
+    assert actions == ["deployment.requested", "deployment.uploading", "deployment.verifying", "deployment.succeeded"]
+
+
+def test_publishing_the_same_release_again_sends_no_file(worker, project, sandbox, devpi, index_account):
+    release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
+    first = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+    assert first.status == Deployment.Status.SUCCEEDED
+    posts_before = devpi.upload_requests(index_account)
+
+    second = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+
+    assert second.status == Deployment.Status.SUCCEEDED
+    assert {f.state for f in second.files.all()} == {DeploymentFile.State.VERIFIED}
+    upload = Job.objects.get(deployment=second, kind=Job.Kind.UPLOAD)
+    skipped = JobLogLine.objects.filter(job=upload, text__endswith="already on the index with the same sha256, skipped")
+    assert skipped.count() == 2
+    assert devpi.upload_requests(index_account) == posts_before
+
+
+def test_a_different_file_under_the_same_name_fails_clearly_and_is_not_overwritten(
+    worker, project, sandbox, devpi, index_account, sample_repo, tmp_path
+):
+    release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
+    sdist = release.artifacts.get(kind="sdist")
+    # Somebody uploaded another build of 1.0.0 by hand before the console did.
+    other = tmp_path / "other"
+    sample_repo.commit_version("1.0.0", body="CHANGED = True\n")
+    subprocess.run(
+        [uv_bin(), "build", "--sdist", "--out-dir", str(other), str(sample_repo.path)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "UV_NATIVE_TLS": "1"},
+    )
+    foreign = other / sdist.filename
+    foreign_digest = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    assert foreign_digest != sdist.sha256
+    devpi.upload_raw(index_account, foreign)
+
+    deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+
+    assert deployment.status == Deployment.Status.FAILED
+    assert "already has a different sample_pkg-1.0.0.tar.gz" in deployment.reason
+    assert "Nothing was overwritten" in deployment.reason
+    record = deployment.files.get(artifact=sdist)
+    assert record.state == DeploymentFile.State.CONFLICT
+    assert record.index_sha256 == foreign_digest
+    # The wheel was never sent after the sdist conflict, and the sdist is still the foreign one.
+    assert deployment.files.get(artifact__kind="wheel").state == DeploymentFile.State.PENDING
+    from releases.pipeline.index_client import list_files
+
+    assert list_files(index_account.simple_url, project.name)[sdist.filename].sha256 == foreign_digest
+
+
+@pytest.mark.parametrize("ref", ["no-such-tag"])
+def test_a_missing_ref_fails_the_build_with_a_reason(worker, project, ref):
+    release = wait_built(release_create(project=project, version="1.0.0", ref=ref, actor=None))
+    assert release.build_state == Release.BuildState.FAILED
+    assert "does not exist" in release.build_error
+
+
+def test_a_version_that_differs_from_the_metadata_is_refused(worker, project):
+    release = wait_built(release_create(project=project, version="2.0.0", ref="v1.0.0", actor=None))
+    assert release.build_state == Release.BuildState.FAILED
+    assert "this release is sample-pkg 2.0.0" in release.build_error
+    assert not release.artifacts.exists()
