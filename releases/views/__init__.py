@@ -1,0 +1,1 @@
+"""The browser console's views, one module per page family."""
