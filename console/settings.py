@@ -145,6 +145,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The embedded mode serves static files straight from the apps (no collectstatic).
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", default=not PRODUCTION)
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
 # Built artifacts: a local folder by default; any Django storage backend
