@@ -13,6 +13,13 @@ from django.conf import settings
 from django.db import connection
 
 
+def child_process_env() -> dict[str, str]:
+    """The environment for a child process that must use the test database and queue."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
+
+
 class WorkerProcess:
     """One ``celery worker`` process on the test database and queue."""
 
@@ -24,9 +31,7 @@ class WorkerProcess:
         self.starts = 0
 
     def env(self) -> dict[str, str]:
-        db = connection.settings_dict
-        url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        return {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
+        return child_process_env()
 
     def start(self) -> None:
         self.starts += 1

@@ -1,0 +1,84 @@
+"""Small pure parts: redaction, the simple-API parser, validators, the audit chain."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from releases.pipeline.index_client import JSON_TYPE, parse_project_page
+from releases.redaction import redact, register_secret
+from releases.validators import clean_ref, clean_version
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "pypi-AgEIcHlwaS5vcmcCJGE4ZjM0YjQ1LTVkZmQtNDNiYS1iZmY3LTg3MjE1YjY4NmFiNAACKlszLCJmMjIiXQ",
+        "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+        "ghs_" + "Z" * 36,
+    ],
+)
+def test_anything_shaped_like_a_token_is_redacted(token):
+    assert token not in redact(f"Authorization: {token} and more")
+    assert "[redacted]" in redact(token)
+
+
+def test_a_registered_secret_is_redacted_whatever_its_shape():
+    register_secret("hunter2-but-longer")
+    assert redact("password was hunter2-but-longer!") == "password was [redacted]!"
+
+
+def test_credentials_in_urls_are_redacted():
+    assert redact("https://user:s3cret@example.org/simple/") == "https://[redacted]@example.org/simple/"
+
+
+def test_simple_api_json_gives_filenames_and_digests():
+    body = (
+        '{"meta":{"api-version":"1.0"},"name":"x","files":[{"filename":"x-1.0.tar.gz",'
+        '"url":"../../+f/017/x-1.0.tar.gz","hashes":{"sha256":"ABCDEF"}}]}'
+    )
+    files = parse_project_page(body, JSON_TYPE, "http://i/u/dev/+simple/x/")
+    assert files["x-1.0.tar.gz"].sha256 == "abcdef"
+    assert files["x-1.0.tar.gz"].url == "http://i/u/dev/+f/017/x-1.0.tar.gz"
+
+
+def test_simple_api_html_fallback_reads_the_sha256_fragment():
+    body = '<html><body><a href="/f/x-1.0-py3-none-any.whl#sha256=00ff" data-requires-python="">x-1.0-py3-none-any.whl</a></body></html>'
+    files = parse_project_page(body, "text/html", "http://i/simple/x/")
+    assert files["x-1.0-py3-none-any.whl"].sha256 == "00ff"
+    assert files["x-1.0-py3-none-any.whl"].url == "http://i/f/x-1.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize("version", ["v1.0", "1.0 ", "01.0", "1.0.0-rc1", ""])
+def test_versions_must_be_normalized_pep440(version):
+    with pytest.raises(ValidationError):
+        clean_version(version)
+
+
+@pytest.mark.parametrize("ref", ["v1.2.0", "main", "release/1.x", "0123abcd", "feature+x@y"])
+def test_ordinary_refs_are_accepted(ref):
+    assert clean_ref(ref) == ref
+
+
+@pytest.mark.parametrize("ref", ["-x", "a b", "a;b", "a|b", "$(x)", "`x`", "a..b", "a\nb", "x.lock", "a/"])
+def test_refs_that_a_shell_or_git_could_misread_are_refused(ref):
+    with pytest.raises(ValidationError):
+        clean_ref(ref)
+
+
+@pytest.mark.django_db
+def test_audit_events_form_a_verifiable_chain():
+    from releases.models import AuditEvent, Project
+    from releases.services.audit import audit_record, audit_verify_chain
+
+    project = Project.objects.create(name="x", source="/tmp/x")
+    for n in range(3):
+        audit_record(actor=None, action="test.event", target=project, data={"n": n})
+    events = list(AuditEvent.objects.order_by("id"))
+    assert [e.previous_hash for e in events[1:]] == [e.hash for e in events[:-1]]
+    assert audit_verify_chain() is None
+    AuditEvent.objects.filter(pk=events[1].pk).update(data={"n": 99})
+    broken = audit_verify_chain()
+    assert broken is not None
+    assert broken.event_id == events[1].pk
