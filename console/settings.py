@@ -148,6 +148,8 @@ STATIC_URL = "static/"
 # The embedded mode serves static files straight from the apps (no collectstatic).
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", default=not PRODUCTION)
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from the apps, but expects the folder
 
 # Built artifacts: a local folder by default; any Django storage backend
 # (S3 compatible through django-storages) when several hosts share them.
