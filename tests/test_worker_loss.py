@@ -62,3 +62,21 @@ def test_a_job_whose_worker_never_returns_fails_with_a_reason_after_its_attempts
     assert job.state == Job.State.FINISHED
     assert job.outcome == Job.Outcome.FAILED
     assert "stopped answering" in job.error
+
+
+def test_a_queued_job_whose_message_the_broker_lost_is_sent_again_by_the_reaper(worker, project):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # The row was committed but its message never reached Redis.
+    release = Release.objects.create(project=project, version="1.0.0", ref="v1.0.0")
+    job = Job.objects.create(kind=Job.Kind.BUILD, release=release)
+    Job.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+
+    report = jobs_reap()
+
+    assert report.resent == [job.pk]
+    built = wait_built(release)
+    assert built.build_state == Release.BuildState.BUILT
+    assert Job.objects.get(pk=job.pk).attempts == 1

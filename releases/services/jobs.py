@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -106,31 +106,16 @@ def jobs_reap() -> ReapReport:
        message: send it again (a duplicate is harmless, the claim is
        conditional).
     """
-    from releases.services.pipeline import job_failed
-
     now = timezone.now()
     report = ReapReport([], [], [])
     stale = Job.objects.filter(
         state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER)
     )
     for job in stale:
-        with transaction.atomic():
-            if job.attempts < settings.JOB_MAX_ATTEMPTS:
-                updated = Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, attempts=job.attempts).update(
-                    state=Job.State.QUEUED, queued_at=now, step="requeued: its worker stopped answering"
-                )
-                if updated:
-                    report.requeued.append(job.pk)
-                    job_send(job.pk)
-            else:
-                claim = Claim(job.pk, job.attempts)
-                reason = (
-                    f"The worker running this job stopped answering {job.attempts} times "
-                    "(killed or out of memory); it was not retried again."
-                )
-                if job_finish(claim, outcome=Job.Outcome.FAILED, error=reason):
-                    report.failed.append(job.pk)
-                    job_failed(Job.objects.get(pk=job.pk), reason)
+        try:
+            _reap_stale(job, now, report)
+        except Exception:  # one bad row must not stop the reaper for the others
+            logger.exception("reaper: could not reap job %s", job.pk)
     lost = Job.objects.filter(
         state=Job.State.QUEUED, queued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_AFTER)
     ).values_list("pk", flat=True)
@@ -141,3 +126,25 @@ def jobs_reap() -> ReapReport:
     if report.requeued or report.failed or report.resent:
         logger.info("reaper: requeued %s, failed %s, resent %s", report.requeued, report.failed, report.resent)
     return report
+
+
+def _reap_stale(job: Job, now: datetime, report: ReapReport) -> None:
+    from releases.services.pipeline import job_failed
+
+    with transaction.atomic():
+        if job.attempts < settings.JOB_MAX_ATTEMPTS:
+            updated = Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, attempts=job.attempts).update(
+                state=Job.State.QUEUED, queued_at=now, step="requeued: its worker stopped answering"
+            )
+            if updated:
+                report.requeued.append(job.pk)
+                job_send(job.pk)
+            return
+        claim = Claim(job.pk, job.attempts)
+        reason = (
+            f"The worker running this job stopped answering {job.attempts} times "
+            "(killed or out of memory); it was not retried again."
+        )
+        if job_finish(claim, outcome=Job.Outcome.FAILED, error=reason):
+            report.failed.append(job.pk)
+            job_failed(Job.objects.get(pk=job.pk), reason)
