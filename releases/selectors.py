@@ -160,7 +160,7 @@ def job_log_page(job: Job, before: int | None = None, limit: int = LOG_PAGE_LINE
     lines = job.lines.order_by("-number")
     if before is not None:
         lines = lines.filter(number__lt=before)
-    page = list(lines.only("number", "text", "created_at")[: limit + 1])
+    page = list(lines.only("job_id", "number", "text", "created_at")[: limit + 1])
     has_earlier = len(page) > limit
     page = list(reversed(page[:limit]))
     earlier = page[0].number if has_earlier and page else None
