@@ -9,4 +9,8 @@ class ReleasesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from releases import signals  # noqa: F401  (connects the handlers)
+        from django.db.models.signals import post_migrate
+
+        from releases import signals
+
+        post_migrate.connect(signals.sync_roles_after_migrate, sender=self, dispatch_uid="releases.roles_sync")

@@ -1,4 +1,4 @@
-"""Signal handlers: failed sign-ins go into the audit trail."""
+"""Signal handlers: failed sign-ins go into the audit trail; role groups follow the code."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from releases.services.audit import audit_record
+from releases.services.roles import roles_sync
 
 
 @receiver(user_login_failed, dispatch_uid="releases.audit_login_failed")
@@ -27,3 +28,7 @@ def audit_login_failed(
         target=target,
         data={"username": username, "address": address},
     )
+
+
+def sync_roles_after_migrate(sender: Any, **_: Any) -> None:
+    roles_sync()

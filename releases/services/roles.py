@@ -7,9 +7,10 @@ projects, environments, credentials and people. A person may hold several.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from releases.actors import Actor
 from releases.services.audit import audit_record
@@ -51,6 +52,21 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_group",
     ],
 }
+
+
+def roles_sync() -> None:
+    """Make the role groups hold exactly their permissions.
+
+    Run after every migrate (and after a test database is flushed), so the
+    groups follow ``ROLE_PERMISSIONS`` as it changes.
+    """
+    for role, dotted in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = Q()
+        for name in dotted:
+            app_label, codename = name.split(".")
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set(Permission.objects.filter(wanted))
 
 
 def role_assign(user: User, role: str, *, actor: Actor = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from django import template
@@ -24,6 +25,15 @@ def when(value: datetime | None) -> SafeString | str:
         utc.strftime("%Y-%m-%d %H:%M:%S"),
         utc.strftime("%Y-%m-%d %H:%M"),
     )
+
+
+# Colour and cursor codes that tools print for terminals (twine's PASSED in green).
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@register.filter
+def plain(text: str) -> str:
+    return _TERMINAL_CODES.sub("", text)
 
 
 @register.filter

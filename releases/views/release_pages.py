@@ -114,6 +114,8 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
         "artifacts": list(release.artifacts.order_by("kind", "filename")),
         "jobs": jobs,
         "job": chosen,
+        # Polling follows whatever runs next unless the viewer picked a job.
+        "pinned_job": chosen if chosen is not None and request.GET.get("job") == str(chosen.pk) else None,
         "log": job_log_page(chosen) if chosen is not None else None,
         "summaries": [d for d in deployments if d.status == Deployment.Status.SUCCEEDED and d.summary],
         "deployments": deployments,
