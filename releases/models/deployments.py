@@ -53,6 +53,11 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("publish_deployment", "Can publish to an environment that needs no approval"),
+            ("request_deployment", "Can request a push to an environment that needs approval"),
+            ("approve_deployment", "Can approve or reject a push"),
+        ]
         constraints = [
             # A double click, or two people at once, start one deployment.
             models.UniqueConstraint(

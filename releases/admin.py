@@ -1,0 +1,110 @@
+"""Administration of projects, environments and credentials; history read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from releases.models import Credential, Deployment, Environment, Job, Project, Release
+from releases.services.credentials import credential_create, credential_set_value
+
+
+class CredentialForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The secret is write-only: typed in, encrypted, never shown again."""
+
+    token = forms.CharField(
+        label="Secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Paste a new token to set or replace it. It is stored encrypted; only its last four characters are shown.",
+    )
+
+    class Meta:
+        model = Credential
+        fields = ["name", "kind", "scope", "username"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk is None and not data.get("token"):
+            self.add_error("token", "Enter the secret for a new credential.")
+        return data
+
+
+@admin.register(Credential)
+class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = CredentialForm
+    list_display = ["name", "kind", "scope", "username", "masked", "rotated_at", "last_used_at"]
+    readonly_fields = ["masked", "created_at", "rotated_at", "last_used_at"]
+    search_fields = ["name"]
+
+    @admin.display(description="Secret")
+    def masked(self, credential: Credential) -> str:
+        return f"…{credential.last_four}" if credential.last_four else "—"
+
+    def save_model(self, request: HttpRequest, obj: Credential, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        token = form.cleaned_data.get("token", "")
+        if not change:
+            created = credential_create(
+                name=obj.name, value=token, kind=obj.kind, username=obj.username, scope=obj.scope, actor=request.user
+            )
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            return
+        obj.save(update_fields=["name", "kind", "scope", "username"])
+        if token:
+            credential_set_value(obj, token, actor=request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Credential | None = None) -> bool:
+        return False  # environments and projects point at credentials; replace the value instead
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "source", "github_repository", "publish_mode", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "title", "index_url", "required_approvals", "requires_success_in", "position"]
+    list_editable = ["position"]
+
+
+class HistoryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """History is written by the pipeline alone: it can be read here, never edited."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Release)
+class ReleaseAdmin(HistoryAdmin):
+    list_display = ["project", "version", "ref", "build_state", "created_by", "created_at"]
+    list_filter = ["build_state", "project"]
+    list_select_related = ["project", "created_by"]
+    search_fields = ["version", "project__name"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(HistoryAdmin):
+    list_display = ["pk", "release", "environment", "status", "requested_by", "created_at", "finished_at"]
+    list_filter = ["status", "environment"]
+    list_select_related = ["release__project", "environment", "requested_by"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Job)
+class JobAdmin(HistoryAdmin):
+    list_display = ["pk", "kind", "release", "state", "outcome", "attempts", "started_at", "finished_at"]
+    list_filter = ["kind", "state", "outcome"]
+    list_select_related = ["release__project"]

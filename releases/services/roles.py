@@ -1,0 +1,99 @@
+"""Roles: Django groups with a fixed set of permissions.
+
+viewer reads everything; releaser creates releases and publishes (or asks to
+publish) them; approver decides on production pushes; admin looks after
+projects, environments, credentials and people. A person may hold several.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission, User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from releases.actors import Actor
+from releases.services.audit import audit_record
+
+ROLES = ("viewer", "releaser", "approver", "admin")
+
+_READ = [
+    f"releases.view_{model}"
+    for model in (
+        "project",
+        "environment",
+        "release",
+        "artifact",
+        "deployment",
+        "deploymentfile",
+        "approval",
+        "job",
+        "joblogline",
+        "auditevent",
+    )
+]
+
+# Kept in step with the data migration that creates the groups
+# (releases/migrations/0002_console_roles.py).
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    "viewer": _READ,
+    "releaser": [
+        *_READ,
+        "releases.add_release",
+        "releases.publish_deployment",
+        "releases.request_deployment",
+    ],
+    "approver": [*_READ, "releases.approve_deployment"],
+    "admin": [
+        *_READ,
+        *[f"releases.{verb}_{model}" for verb in ("add", "change", "view") for model in ("project", "environment")],
+        *[f"releases.{verb}_credential" for verb in ("add", "change", "view")],
+        *[f"auth.{verb}_user" for verb in ("add", "change", "view")],
+        "auth.view_group",
+    ],
+}
+
+
+def roles_sync() -> None:
+    """Make the role groups hold exactly their permissions.
+
+    Run after every migrate (and after a test database is flushed), so the
+    groups follow ``ROLE_PERMISSIONS`` as it changes.
+    """
+    for role, dotted in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = Q()
+        for name in dotted:
+            app_label, codename = name.split(".")
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set(Permission.objects.filter(wanted))
+
+
+def role_assign(user: User, role: str, *, actor: Actor = None) -> None:
+    """Give ``user`` the role; the admin role also opens the admin site."""
+    group = _group(role)
+    with transaction.atomic():
+        user.groups.add(group)
+        if role == "admin" and not user.is_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        audit_record(actor=actor, action="role.assigned", target=user, data={"user": user.username, "role": role})
+
+
+def role_remove(user: User, role: str, *, actor: Actor = None) -> None:
+    group = _group(role)
+    with transaction.atomic():
+        user.groups.remove(group)
+        if role == "admin" and user.is_staff and not user.is_superuser:
+            user.is_staff = False
+            user.save(update_fields=["is_staff"])
+        audit_record(actor=actor, action="role.removed", target=user, data={"user": user.username, "role": role})
+
+
+def _group(role: str) -> Group:
+    if role not in ROLES:
+        raise ValidationError(f"{role!r} is not a role; the roles are {', '.join(ROLES)}.")
+    group = Group.objects.filter(name=role).first()
+    if group is None:
+        raise ValidationError(f"The {role} group is missing; run `manage.py migrate`.")
+    return group

@@ -1,0 +1,51 @@
+// Local times with a relative hint, a single submit per action form, and
+// the live log kept scrolled to its end. The pages work without it.
+(function () {
+  "use strict";
+  const units = [["day", 86400], ["h", 3600], ["min", 60]];
+
+  function relative(date) {
+    const seconds = Math.round((Date.now() - date.getTime()) / 1000);
+    const ahead = seconds < 0;
+    const abs = Math.abs(seconds);
+    if (abs < 45) return ahead ? "in a moment" : "just now";
+    for (const [name, size] of units) {
+      if (abs >= size) {
+        const n = Math.floor(abs / size);
+        const label = name === "day" ? (n === 1 ? "day" : "days") : name;
+        return ahead ? `in ${n} ${label}` : `${n} ${label} ago`;
+      }
+    }
+    return "";
+  }
+
+  function localise(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      const date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      const local = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+      el.textContent = `${local} (${relative(date)})`;
+    });
+  }
+
+  function scrollLogs(root) {
+    root.querySelectorAll(".log pre").forEach(function (pre) {
+      if (!pre.dataset.userScrolled) pre.scrollTop = pre.scrollHeight;
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!form.matches("form[data-once]")) return;
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+    // After the browser has taken the form's values, so the request still carries them.
+    setTimeout(function () {
+      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; b.setAttribute("aria-busy", "true"); });
+    }, 0);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { localise(document); scrollLogs(document); });
+  document.addEventListener("htmx:afterSettle", function () { localise(document); scrollLogs(document); });
+  setInterval(function () { localise(document); }, 30000);
+})();

@@ -1,0 +1,142 @@
+"""The console in a real browser (Chromium through Playwright) against a
+live server, a Celery worker, PostgreSQL, Redis and a devpi index."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from releases.models import Deployment, Release
+from tests.support.console import PASSWORD, ReleaseFactory, person_with_role
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop in this thread; Django's ORM
+    # calls made by the test itself are still synchronous and safe.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            )
+            yield browser
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-GB", timezone_id="Europe/Paris")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def sign_in(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+
+
+def test_releaser_publishes_to_test_pypi_and_watches_it_live(page, live_server, worker, project, sandbox):
+    person_with_role("releaser", username="rita")
+    base = live_server.url
+    sign_in(page, base, "rita")
+    # The stylesheet and htmx came from our own server.
+    assert page.evaluate("getComputedStyle(document.querySelector('.topbar')).backgroundColor") == "rgb(22, 32, 51)"
+
+    page.get_by_role("link", name=project.name).first.click()
+    expect(page.get_by_role("heading", name=project.name, level=1)).to_be_visible()
+    page.get_by_label("Version").fill("1.0.0")
+    page.get_by_label("Git tag or ref").fill("v1.0.0")
+    page.get_by_role("button", name="Create and build").click()
+    expect(page.get_by_role("heading", name=f"{project.name} 1.0.0", level=1)).to_be_visible()
+    assert page.evaluate("typeof htmx") == "object"
+
+    page.get_by_role("button", name="Publish to Test PyPI").click()
+    expect(page.get_by_role("status")).to_contain_text("Publish to Test PyPI: deployment #")
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    log = page.get_by_role("log")
+
+    # The log streams in while the jobs run, without a reload.
+    expect(page.locator(".live-dot")).to_be_visible()
+    expect(log).to_contain_text("$ ", timeout=60_000)
+    expect(page.locator("table.jobs")).to_contain_text("Upload", timeout=120_000)
+    expect(log).to_contain_text("twine upload", timeout=120_000)
+    page.screenshot(path=str(SCREENSHOTS / "release-live-log.png"), full_page=True)
+
+    environments = page.get_by_role("row", name=re.compile(r"^Test PyPI"))
+    expect(environments.locator(".badge")).to_have_text("Succeeded", timeout=180_000)
+    expect(page.locator(".live-dot")).to_have_count(0)  # polling stopped
+    expect(log).to_contain_text("imported sample_pkg")
+    expect(page.get_by_role("heading", name=re.compile(r"On Test PyPI: deployment #\d+"))).to_be_visible()
+    expect(page.get_by_text("Verified: installed from the index")).to_be_visible()
+    assert page.evaluate("window.__sameDocument") is True
+
+    deployment = Deployment.objects.get(release__version="1.0.0", environment=sandbox)
+    assert deployment.status == Deployment.Status.SUCCEEDED
+    assert deployment.requested_by.username == "rita"
+
+    page.get_by_role("link", name="Release history").click()
+    row = page.get_by_role("row", name=re.compile(rf"{project.name} 1\.0\.0"))
+    expect(row).to_contain_text("Test PyPI")
+    expect(row).to_contain_text("Succeeded")
+    expect(row).to_contain_text("rita")
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    assert "status=failed" in page.url
+    expect(page.get_by_text("No deployment matches these filters.")).to_be_visible()
+    page.get_by_label("Status").select_option("succeeded")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("row", name=re.compile(rf"{project.name} 1\.0\.0"))).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "release-history.png"), full_page=True)
+
+    page.get_by_role("link", name="Dashboard").click()
+    board = page.get_by_role("row", name=re.compile(project.name))
+    expect(board).to_contain_text("1.0.0")
+    expect(board).to_contain_text("live")
+    expect(page.get_by_role("heading", name="Recent activity")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+
+def test_viewer_sees_no_publish_button_and_a_crafted_post_is_refused(page, live_server, transactional_db, sandbox):
+    person_with_role("viewer", username="vera")
+    release = ReleaseFactory(project__name="sample-pkg", version="2.0.0")
+    base = live_server.url
+    sign_in(page, base, "vera")
+
+    page.goto(f"{base}/projects/sample-pkg/releases/2.0.0/")
+    expect(page.get_by_role("heading", name="sample-pkg 2.0.0", level=1)).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile(r"^Test PyPI"))).to_contain_text("not sent yet")
+    expect(page.get_by_role("button", name=re.compile("Publish to|Request push to"))).to_have_count(0)
+    page.goto(f"{base}/projects/sample-pkg/")
+    expect(page.get_by_role("button", name="Create and build")).to_have_count(0)
+
+    # The form is not there, so forge the request, with a valid CSRF token.
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"{base}/projects/sample-pkg/releases/2.0.0/deploy/test-pypi/",
+        headers={"X-CSRFToken": token, "Referer": base + "/"},
+    )
+    assert response.status == 403
+    assert "CSRF" not in response.text()
+    assert not Deployment.objects.filter(release=release).exists()
+    response = page.request.post(
+        f"{base}/projects/sample-pkg/releases/",
+        form={"version": "2.0.1", "ref": "v2.0.1"},
+        headers={"X-CSRFToken": token, "Referer": base + "/"},
+    )
+    assert response.status == 403
+    assert not Release.objects.filter(version="2.0.1").exists()
