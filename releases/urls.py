@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import URLPattern, path
+
+from releases.views import refs, webhooks
 
 app_name = "releases"
 
-urlpatterns: list = []  # type: ignore[type-arg]
+urlpatterns: list[URLPattern] = [
+    path("webhooks/github/<str:project_name>/", webhooks.github_webhook, name="github_webhook"),
+    path("projects/<str:name>/refs/", refs.project_refs, name="project_refs"),
+]
