@@ -53,12 +53,27 @@ def signature_valid(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(expected.encode(), header.encode("utf-8", errors="replace"))
 
 
+def _text(value: str, limit: int) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL.
+    return value.replace("\x00", "")[:limit]
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in headers.items():
         lowered = name.lower()
         if lowered.startswith(KEPT_HEADERS) and len(kept) < 30:
-            kept[name[:100]] = str(value)[:300]
+            kept[_text(name, 100)] = _text(str(value), 300)
     return kept
 
 
@@ -77,9 +92,9 @@ def webhook_receive(request: Request) -> WebhookDelivery:
     project = Project.objects.filter(name=canonicalize_name(request.project_name[:200])).first()
     delivery = WebhookDelivery(
         project=project,
-        project_name=request.project_name[:200],
-        delivery_id=headers.get("x-github-delivery", "")[:100],
-        event=headers.get("x-github-event", "")[:100],
+        project_name=_text(request.project_name, 200),
+        delivery_id=_text(headers.get("x-github-delivery", ""), 100),
+        event=_text(headers.get("x-github-event", ""), 100),
         headers=kept_headers(request.headers),
         body_size=request.body_size,
     )
@@ -96,8 +111,8 @@ def webhook_receive(request: Request) -> WebhookDelivery:
     ):
         return _duplicate(delivery)
     try:
-        payload = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        payload = _without_nul(json.loads(request.body))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
         payload = None
     if not isinstance(payload, dict):
         delivery.status_code, delivery.outcome = 400, Outcome.REFUSED
@@ -105,7 +120,7 @@ def webhook_receive(request: Request) -> WebhookDelivery:
         delivery.save()
         return delivery
     action = payload.get("action")
-    delivery.action = action[:100] if isinstance(action, str) else ""
+    delivery.action = _text(action, 100) if isinstance(action, str) else ""
     delivery.status_code, delivery.outcome, delivery.error = _decide(project, delivery.event, delivery.action, payload)
     delivery.accepted = delivery.outcome != Outcome.REFUSED
     if delivery.accepted:
