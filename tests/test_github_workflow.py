@@ -3,6 +3,9 @@ stand-in for the GitHub API, a real worker, and a real devpi index."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -11,13 +14,16 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import storages
 from django.db import connection
+from django.urls import reverse
 
 from releases.models import Artifact, Deployment, Environment, Job, JobLogLine, Project, Release, WorkflowRun
+from releases.pipeline.tools import uv_bin
 from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create, project_set_github
 from releases.services.releases import release_create
-from tests.conftest import wait_built, wait_final
+from releases.services.workflow_runs import workflow_run_from_webhook
+from tests.conftest import wait_built, wait_final, wait_for
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.github_standin import GitHubStandIn, Run
 from tests.support.sample import SampleRepo, git
@@ -142,7 +148,10 @@ def test_a_failed_run_fails_the_deployment_naming_the_job_and_step(worker, workf
 
 
 @pytest.fixture
-def first_environment(transactional_db) -> Environment:
+def first_environment(transactional_db, monkeypatch) -> Environment:
+    # These tests run each job themselves: nothing is sent to a worker that
+    # an earlier test may have left running.
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id: None)
     return environment_create(
         name="test-pypi", upload_url="http://127.0.0.1:9/up/", index_url="http://127.0.0.1:9/simple/", actor=None
     )
@@ -319,3 +328,94 @@ def test_a_used_up_rate_limit_fails_saying_when_it_resets(workflow_project, gith
     assert deployment.status == Deployment.Status.FAILED
     assert "quota is used up until" in deployment.reason
     assert github.dispatches == []
+
+
+def test_files_built_by_the_workflow_itself_are_verified_by_the_digests_found_on_the_index(
+    worker, workflow_project, sandbox, github, devpi, index_account, sample_repo, tmp_path
+):
+    release = wait_built(release_create(project=workflow_project, version="1.0.0", ref="v1.0.0", actor=None))
+    # The workflow builds the tag again on its own runner: other bytes, same names.
+    sample_repo.commit_version("1.0.0", body="BUILT_BY_THE_WORKFLOW = True\n")
+    out = tmp_path / "workflow-dist"
+    subprocess.run(
+        [uv_bin(), "build", "--sdist", "--wheel", "--out-dir", str(out), str(sample_repo.path)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "UV_NATIVE_TLS": "1"},
+    )
+    published = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir() if p.suffix in (".whl", ".gz")
+    }
+    github.scenario.on_success = lambda run: [
+        devpi.upload_raw(index_account, out / name) for name in sorted(published, key=lambda n: not n.endswith(".gz"))
+    ]
+
+    deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+
+    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
+    assert deployment.summary["verify"]["files"] == published
+    for record in deployment.files.select_related("artifact"):
+        assert record.index_sha256 == published[record.artifact.filename] != record.artifact.sha256
+    verify = deployment.jobs.get(kind=Job.Kind.VERIFY)
+    assert any(
+        line.endswith("not the console's build (sha256 " + release.artifacts.first().sha256 + ")")
+        for line in log_of(verify)
+    )
+
+
+def test_a_workflow_run_webhook_ends_the_wait_between_two_polls(workflow_project, github, first_environment, settings):
+    settings.GITHUB_POLL_INTERVAL = 3600
+    settings.GITHUB_POLL_MAX = 3600
+    github.scenario.polls_until_done = 10**6
+    deployment = run_dispatch(
+        deployment_request(release=built_release(workflow_project, github), environment=first_environment, actor=None)
+    )
+    track = Job.objects.get(deployment=deployment, kind=Job.Kind.TRACK)
+
+    def follow() -> None:
+        try:
+            job_run(track.pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    run = github.runs[0]
+    # Read once by the dispatch, once by the first poll: the job now waits.
+    wait_for(lambda: github.count("GET", f"/actions/runs/{run.id}") >= 2)
+    github.complete(run)
+    assert workflow_run_from_webhook(
+        {"action": "completed", "workflow_run": {"id": run.id, "status": "completed", "conclusion": "success"}}
+    )
+    # Without the webhook the next poll would come an hour later.
+    thread.join(60)
+
+    assert not thread.is_alive()
+    track.refresh_from_db()
+    assert track.outcome == Job.Outcome.SUCCEEDED
+    deployment.refresh_from_db()
+    assert deployment.status == Deployment.Status.VERIFYING
+
+
+def test_project_refs_offers_tags_then_branches_to_signed_in_people(
+    client, django_user_model, workflow_project, github
+):
+    url = reverse("releases:project_refs", args=[workflow_project.name])
+    assert client.get(url).status_code == 302  # to the sign-in page
+    client.force_login(django_user_model.objects.create_user("releaser", password="x" * 20))
+
+    first = client.get(url).json()
+    second = client.get(url).json()
+
+    assert first == second == {"refs": ["v1.0.0", "main"], "error": ""}
+    assert github.count("GET", "/tags") == 1  # the second answer came from the cache
+
+
+def test_project_refs_explains_why_github_could_not_be_asked(client, django_user_model, workflow_project, github):
+    github.token = "ghp_" + "u" * 36
+    client.force_login(django_user_model.objects.create_user("releaser", password="x" * 20))
+
+    answer = client.get(reverse("releases:project_refs", args=[workflow_project.name])).json()
+
+    assert answer["refs"] == []
+    assert "401 Bad credentials" in answer["error"]

@@ -128,7 +128,10 @@ def _dispatch(ctx: JobContext, deployment: Deployment) -> None:
 
 
 def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
-    deployment.files.update(state=DeploymentFile.State.VERIFIED)
+    for record in deployment.files.select_related("artifact"):
+        record.state = DeploymentFile.State.VERIFIED
+        record.index_sha256 = output.files.get(record.artifact.filename) or record.index_sha256
+        record.save(update_fields=["state", "index_sha256", "updated_at"])
     summary = dict(deployment.summary)
     summary["verify"] = {"files": output.files, "modules": output.modules, "seconds": round(output.seconds, 2)}
     Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
