@@ -173,6 +173,8 @@ class GitHubClient:
                     f"GitHub refused {doing} (403: {message}): give the project's token Actions read and write "
                     f"and Contents read on {self.repository_name}."
                 ) from None
+            if exc.status == 429:
+                raise TransientError(f"GitHub's rate limit stopped {doing}: {_rate_limit_hint(exc)}") from None
             if exc.status is not None and exc.status >= 500:
                 raise TransientError(
                     f"GitHub answered {exc.status} while {doing}, {settings.GITHUB_RETRIES} retries later still; "

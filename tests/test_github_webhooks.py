@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -322,3 +323,34 @@ def test_a_signed_release_webhook_for_v1_2_0_ends_built_published_and_verified(
     for filename in artifacts:
         assert devpi.stored_count(index_account, filename) == 1
     assert WebhookDelivery.objects.get().outcome == WebhookDelivery.Outcome.DONE
+
+
+def test_project_github_command_stores_the_secrets_encrypted(project, tmp_path, capsys):
+    token_file = tmp_path / "token"
+    token_file.write_text("github_pat_" + "A" * 40 + "\n")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+
+    call_command(
+        "project_github",
+        project.name,
+        "--repository",
+        "acme/sample-pkg",
+        "--mode",
+        "workflow",
+        "--inputs",
+        '{"python": "3.12"}',
+        "--token-file",
+        str(token_file),
+        "--webhook-secret-file",
+        str(secret_file),
+    )
+
+    project.refresh_from_db()
+    assert project.publish_mode == Project.PublishMode.WORKFLOW
+    assert project.workflow_inputs == {"python": "3.12"}
+    assert project.github_credential.last_four == "AAAA"
+    assert b"github_pat_" not in bytes(project.github_credential.encrypted_value)
+    assert "/webhooks/github/sample-pkg/" in capsys.readouterr().out
+    body = json.dumps({"zen": "x"}).encode()
+    assert post(Client(), body, event="ping").status_code == 200
