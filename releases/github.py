@@ -271,7 +271,13 @@ class GitHubClient:
             # GitHub answers 302 to a short-lived address; PyGithub follows it
             # without the token when it points at another host.
             url = f"{repository.url}/actions/runs/{run_id}/logs"
-            _, _, chunks = self.github.requester.getStream(url, chunk_size=64 * 1024)
+            try:
+                _, _, chunks = self.github.requester.getStream(url, chunk_size=64 * 1024)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else "an error"
+                raise StepFailed(
+                    f"GitHub answered {status} for the logs of run {run_id} (they are kept 90 days by default)."
+                ) from None
             data = bytearray()
             for chunk in chunks:
                 data.extend(chunk)

@@ -86,7 +86,7 @@ def post(
     content_type: str = "application/json",
     project: str = "sample-pkg",
 ):
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4())}
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()) if delivery is None else delivery}
     if signature == "sign":
         headers["X-Hub-Signature-256"] = sign(body)
     elif signature is not None:
@@ -161,6 +161,7 @@ def body_of(kind: str) -> bytes:
         ("wrong content type", 415),
         ("unknown project", 404),
         ("tag that is not a version", 422),
+        ("no delivery id", 400),
     ],
 )
 def test_webhook_matrix_no_invalid_delivery_starts_anything(client, hooked_project, first_environment, case, status):
@@ -185,6 +186,8 @@ def test_webhook_matrix_no_invalid_delivery_starts_anything(client, hooked_proje
         response = post(client, good, content_type="application/x-www-form-urlencoded")
     elif case == "unknown project":
         response = post(client, good, project="no-such-project")
+    elif case == "no delivery id":
+        response = post(client, good, delivery="")
     else:
         response = post(client, json.dumps(release_event("v1.2.0.final-not")).encode())
 
@@ -354,3 +357,17 @@ def test_project_github_command_stores_the_secrets_encrypted(project, tmp_path, 
     assert "/webhooks/github/sample-pkg/" in capsys.readouterr().out
     body = json.dumps({"zen": "x"}).encode()
     assert post(Client(), body, event="ping").status_code == 200
+
+
+def test_admins_see_deliveries_but_cannot_change_them(client, admin_user, hooked_project):
+    post(client, b"{}", event="ping", signature="sha256=" + "0" * 64)
+    client.force_login(admin_user)
+    delivery = WebhookDelivery.objects.get()
+
+    listing = client.get(reverse("admin:releases_webhookdelivery_changelist"))
+    detail = client.get(reverse("admin:releases_webhookdelivery_change", args=[delivery.pk]))
+
+    assert listing.status_code == 200 and b"ping" in listing.content
+    assert detail.status_code == 200 and b"signature does not match" in detail.content
+    assert client.get(reverse("admin:releases_webhookdelivery_add")).status_code == 403
+    assert client.post(reverse("admin:releases_webhookdelivery_delete", args=[delivery.pk])).status_code == 403

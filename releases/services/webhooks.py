@@ -160,6 +160,8 @@ def _refusal(request: Request, project: Project | None, headers: dict[str, str])
         return 403, "The project's webhook secret cannot be decrypted; set it again."
     if not signature_valid(secret, request.body, signature):
         return 403, "The signature does not match the body: the secrets on GitHub and in the console differ."
+    if not headers.get("x-github-delivery"):
+        return 400, "The X-GitHub-Delivery header is missing; it is what makes a redelivery harmless."
     return None
 
 
