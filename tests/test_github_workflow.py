@@ -317,6 +317,32 @@ def test_a_secondary_rate_limit_with_retry_after_is_retried(workflow_project, gi
     assert len(github.dispatches) == 1
 
 
+def test_a_token_without_actions_write_fails_with_a_403_explained(workflow_project, github, first_environment):
+    github.fail("dispatch", 403, body={"message": "Resource not accessible by personal access token"})
+    deployment = deployment_request(
+        release=built_release(workflow_project, github), environment=first_environment, actor=None
+    )
+
+    deployment = run_dispatch(deployment)
+
+    assert deployment.status == Deployment.Status.FAILED
+    assert "403: Resource not accessible" in deployment.reason and "Actions read and write" in deployment.reason
+    assert github.count("POST", "/dispatches") == 1  # a plain 403 is not retried
+
+
+def test_a_429_with_retry_after_is_retried(workflow_project, github, first_environment):
+    github.fail("runs", 429, headers={"Retry-After": "5"}, body={"message": "Too many requests"})
+    github.scenario.return_run_details = False
+    deployment = deployment_request(
+        release=built_release(workflow_project, github), environment=first_environment, actor=None
+    )
+
+    deployment = run_dispatch(deployment)
+
+    assert deployment.status == Deployment.Status.UPLOADING
+    assert WorkflowRun.objects.get(deployment=deployment).run_id == github.runs[0].id
+
+
 def test_a_used_up_rate_limit_fails_saying_when_it_resets(workflow_project, github, first_environment):
     github.fail_primary_rate_limit("repo")
     deployment = deployment_request(

@@ -203,12 +203,19 @@ def write_logs(ctx: JobContext, archive: bytes) -> None:
     except zipfile.BadZipFile:
         ctx.log.write("the run's logs archive is not a zip file; not stored")
         return
+    budget = settings.GITHUB_LOGS_MAX_BYTES
     with bundle:
-        for name in sorted(bundle.namelist()):
-            if name.endswith("/"):
+        for info in sorted(bundle.infolist(), key=lambda i: i.filename):
+            if info.is_dir():
                 continue
-            ctx.log.write(f"--- {name} ---")
-            ctx.log.write(bundle.read(name).decode("utf-8", errors="replace"))
+            if info.file_size > budget:
+                ctx.log.write(
+                    f"--- {info.filename} and the rest: left out, beyond {settings.GITHUB_LOGS_MAX_BYTES} bytes"
+                )
+                return
+            budget -= info.file_size
+            ctx.log.write(f"--- {info.filename} ---")
+            ctx.log.write(bundle.read(info).decode("utf-8", errors="replace"))
 
 
 def failure_reason(state: RunState, jobs: list[JobState]) -> str:
