@@ -162,6 +162,7 @@ def body_of(kind: str) -> bytes:
         ("unknown project", 404),
         ("tag that is not a version", 422),
         ("no delivery id", 400),
+        ("project without a webhook secret", 403),
     ],
 )
 def test_webhook_matrix_no_invalid_delivery_starts_anything(client, hooked_project, first_environment, case, status):
@@ -186,6 +187,9 @@ def test_webhook_matrix_no_invalid_delivery_starts_anything(client, hooked_proje
         response = post(client, good, content_type="application/x-www-form-urlencoded")
     elif case == "unknown project":
         response = post(client, good, project="no-such-project")
+    elif case == "project without a webhook secret":
+        Project.objects.filter(pk=hooked_project.pk).update(webhook_secret=None)
+        response = post(client, good)
     elif case == "no delivery id":
         response = post(client, good, delivery="")
     else:

@@ -22,7 +22,7 @@ from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create, project_set_github
 from releases.services.releases import release_create
-from releases.services.workflow_runs import workflow_run_from_webhook
+from releases.services.workflow_runs import workflow_run_adopt, workflow_run_from_webhook, workflow_run_reserve
 from tests.conftest import wait_built, wait_final, wait_for
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.github_standin import GitHubStandIn, Run
@@ -445,3 +445,23 @@ def test_project_refs_explains_why_github_could_not_be_asked(client, django_user
 
     assert answer["refs"] == []
     assert "401 Bad credentials" in answer["error"]
+
+
+def test_a_run_is_adopted_by_one_deployment_only(workflow_project, github, first_environment):
+    staging = environment_create(
+        name="staging", upload_url="http://127.0.0.1:9/up/", index_url="http://127.0.0.1:9/simple/", actor=None
+    )
+    release = built_release(workflow_project, github)
+    first, second = (
+        deployment_request(release=release, environment=env, actor=None) for env in (first_environment, staging)
+    )
+    mine = workflow_run_reserve(first, head_sha=release.commit, inputs={})
+    assert mine is not None
+    # While one dispatch looks for its run, a second dispatch of the workflow waits.
+    assert workflow_run_reserve(second, head_sha=release.commit, inputs={}) is None
+    assert workflow_run_adopt(mine, 101)
+    theirs = workflow_run_reserve(second, head_sha=release.commit, inputs={})
+    assert theirs is not None
+
+    assert not workflow_run_adopt(theirs, 101)
+    assert workflow_run_adopt(theirs, 102)
