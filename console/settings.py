@@ -207,6 +207,29 @@ VERIFY_ATTEMPTS = env_int("VERIFY_ATTEMPTS", 5, minimum=1)
 VERIFY_BACKOFF = float(env_int("VERIFY_BACKOFF_MS", 1000)) / 1000
 INDEX_WAIT_SECONDS = env_int("INDEX_WAIT_SECONDS", 120, minimum=0)
 
+# GitHub (releases/github.py). Transient answers (5xx, rate limits) are
+# retried GITHUB_RETRIES times with exponential backoff; a Retry-After or a
+# rate-limit reset is waited for at most GITHUB_MAX_WAIT seconds per retry,
+# beyond which the step fails with the time to try again.
+GITHUB_TIMEOUT = env_int("GITHUB_TIMEOUT", 15, minimum=1)
+GITHUB_RETRIES = env_int("GITHUB_RETRIES", 5)
+GITHUB_RETRY_BACKOFF = float(env_int("GITHUB_RETRY_BACKOFF_MS", 1000)) / 1000
+GITHUB_MAX_WAIT = env_int("GITHUB_MAX_WAIT", 120)
+GITHUB_THROTTLE = float(env_int("GITHUB_THROTTLE_MS", 250)) / 1000
+# Tracking a dispatched run: the first poll after GITHUB_POLL_INTERVAL,
+# each next one twice as late, up to GITHUB_POLL_MAX; a run still not
+# finished after GITHUB_RUN_TIMEOUT fails the deployment.
+GITHUB_POLL_INTERVAL = float(env_int("GITHUB_POLL_INTERVAL_MS", 5000, minimum=1)) / 1000
+GITHUB_POLL_MAX = float(env_int("GITHUB_POLL_MAX_MS", 60000, minimum=1)) / 1000
+GITHUB_RUN_TIMEOUT = env_int("GITHUB_RUN_TIMEOUT", 3 * 3600, minimum=1)
+# How long a dispatch looks for the run it started, and how much earlier
+# than our clock GitHub's may date that run.
+GITHUB_FIND_RUN_TIMEOUT = env_int("GITHUB_FIND_RUN_TIMEOUT", 120, minimum=1)
+GITHUB_CLOCK_SKEW = env_int("GITHUB_CLOCK_SKEW", 30)
+GITHUB_LOGS_MAX_BYTES = env_int("GITHUB_LOGS_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
+GITHUB_REFS_CACHE_SECONDS = env_int("GITHUB_REFS_CACHE_SECONDS", 60)
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1)
+
 # Celery. The database is the source of truth; messages carry only ids.
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:

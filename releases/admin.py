@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from releases.models import Credential, Deployment, Environment, Job, Project, Release
+from releases.models import Credential, Deployment, Environment, Job, Project, Release, WebhookDelivery, WorkflowRun
 from releases.services.credentials import credential_create, credential_set_value
 
 
@@ -108,3 +108,45 @@ class JobAdmin(HistoryAdmin):
     list_display = ["pk", "kind", "release", "state", "outcome", "attempts", "started_at", "finished_at"]
     list_filter = ["kind", "state", "outcome"]
     list_select_related = ["release__project"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(HistoryAdmin):
+    list_display = ["received_at", "project_name", "event", "action", "status_code", "outcome", "delivery_id"]
+    list_filter = ["outcome", "event", "status_code"]
+    search_fields = ["delivery_id", "project_name", "error"]
+    readonly_fields = [
+        "received_at",
+        "project",
+        "project_name",
+        "delivery_id",
+        "event",
+        "action",
+        "accepted",
+        "status_code",
+        "outcome",
+        "error",
+        "body_size",
+        "headers",
+        "payload",
+        "release",
+    ]
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(HistoryAdmin):
+    list_display = ["dispatched_at", "repository", "workflow_file", "run_id", "status", "conclusion", "deployment"]
+    list_filter = ["status", "conclusion"]
+    readonly_fields = [
+        "deployment",
+        "repository",
+        "workflow_file",
+        "head_sha",
+        "inputs",
+        "dispatched_at",
+        "run_id",
+        "html_url",
+        "status",
+        "conclusion",
+        "jobs",
+    ]

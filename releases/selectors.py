@@ -188,3 +188,41 @@ def deployment_history(filters: dict[str, Any]) -> QuerySet[Deployment]:
     if filters.get("date_to"):
         deployments = deployments.filter(created_at__date__lte=filters["date_to"])
     return deployments
+
+
+def environment_first_automatic() -> Environment | None:
+    """Where a release from a GitHub webhook goes first: test-pypi, or else
+    the first environment (by position) that needs no approval and follows none."""
+    named = Environment.objects.filter(name="test-pypi").first()
+    if named is not None:
+        return named
+    return (
+        Environment.objects.filter(required_approvals=0, requires_success_in__isnull=True)
+        .order_by("position", "name")
+        .first()
+    )
+
+
+def github_refs(project: Project) -> list[str]:
+    """The repository's tags, then its branches, as GitHub lists them.
+
+    Kept for GITHUB_REFS_CACHE_SECONDS so that a form re-rendered while
+    someone types does not ask GitHub each time. Raises StepFailed or
+    TransientError (releases.pipeline.errors) with a readable reason.
+    """
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from releases.github import GitHubClient
+
+    key = f"github-refs:{project.pk}:{project.github_repository}"
+    cached = cache.get(key)
+    if isinstance(cached, list):
+        return cached
+    client = GitHubClient(project)
+    try:
+        refs = client.refs()
+    finally:
+        client.close()
+    cache.set(key, refs, settings.GITHUB_REFS_CACHE_SECONDS)
+    return refs

@@ -6,6 +6,7 @@ from celery import Task, shared_task
 
 from releases.services.jobs import jobs_reap
 from releases.services.pipeline import job_run
+from releases.services.webhooks import webhook_process
 
 
 @shared_task(bind=True, name="releases.tasks.run_job")
@@ -16,3 +17,8 @@ def run_job(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
 @shared_task(name="releases.tasks.reap")
 def reap() -> None:
     jobs_reap()
+
+
+@shared_task(name="releases.tasks.process_webhook")
+def process_webhook(delivery_id: int) -> None:
+    webhook_process(delivery_id)

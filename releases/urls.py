@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import dashboard, history, projects, release_pages
+from releases.views import dashboard, history, projects, refs, release_pages, webhooks
 
 app_name = "releases"
 
@@ -20,4 +20,6 @@ urlpatterns = [
     ),
     path("jobs/<int:job_id>/log/", release_pages.job_log, name="job_log"),
     path("artifacts/<int:artifact_id>/<str:filename>", release_pages.artifact_download, name="artifact_download"),
+    path("projects/<str:name>/refs/", refs.project_refs, name="project_refs"),
+    path("webhooks/github/<str:project_name>/", webhooks.github_webhook, name="github_webhook"),
 ]

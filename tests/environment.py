@@ -33,6 +33,15 @@ defaults = {
     "VERIFY_ATTEMPTS": "3",
     "VERIFY_BACKOFF_MS": "200",
     "INDEX_WAIT_SECONDS": "20",
+    # The GitHub stand-in answers at once: nobody waits on a retry or a poll.
+    "GITHUB_RETRIES": "3",
+    "GITHUB_RETRY_BACKOFF_MS": "0",
+    "GITHUB_MAX_WAIT": "0",
+    "GITHUB_THROTTLE_MS": "0",
+    "GITHUB_POLL_INTERVAL_MS": "20",
+    "GITHUB_POLL_MAX_MS": "200",
+    "GITHUB_FIND_RUN_TIMEOUT": "10",
+    "GITHUB_RUN_TIMEOUT": "60",
 }
 for key, value in defaults.items():
     os.environ.setdefault(key, value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from releases.models.audit import AuditChainHead, AuditEvent
 from releases.models.deployments import Approval, Deployment, DeploymentFile
+from releases.models.github import WebhookDelivery, WorkflowRun
 from releases.models.jobs import Job, JobLogLine
 from releases.models.projects import Credential, Environment, Project
 from releases.models.releases import Artifact, Release
@@ -21,4 +22,6 @@ __all__ = [
     "JobLogLine",
     "Project",
     "Release",
+    "WebhookDelivery",
+    "WorkflowRun",
 ]

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from releases.actors import Actor, person
-from releases.models import Deployment, DeploymentFile, Environment, Job, Release
+from releases.models import Deployment, DeploymentFile, Environment, Job, Project, Release
 from releases.redaction import redact
 from releases.services.audit import audit_record
 
@@ -136,16 +136,20 @@ def deployment_check_rules(release: Release, environment: Environment) -> None:
 
 
 def deployment_start(deployment: Deployment) -> None:
-    """Queue the upload, once the release is built (else the build starts it)."""
+    """Queue the upload (or, for a project that publishes through its GitHub
+    workflow, the dispatch), once the release is built (else the build starts it)."""
     from releases.services.jobs import job_create
 
     release = deployment.release
     if not release.is_built:
         return
+    through_workflow = release.project.publish_mode == Project.PublishMode.WORKFLOW
     with transaction.atomic():
         for artifact in release.artifacts.all():
             DeploymentFile.objects.get_or_create(deployment=deployment, artifact=artifact)
-        job_create(kind=Job.Kind.UPLOAD, release=release, deployment=deployment)
+        job_create(
+            kind=Job.Kind.DISPATCH if through_workflow else Job.Kind.UPLOAD, release=release, deployment=deployment
+        )
 
 
 def deployment_cancel(deployment: Deployment, *, actor: Actor, reason: str = "") -> Deployment:

@@ -1,7 +1,11 @@
 """Running a job, and what each job's end sets in motion.
 
-build succeeded  → the release is built; waiting deployments queue uploads
-upload succeeded → the deployment verifies at once (no poll in between)
+build succeeded    → the release is built; waiting deployments queue uploads
+                     (or workflow dispatches, for projects that publish
+                     through their GitHub workflow)
+upload succeeded   → the deployment verifies at once (no poll in between)
+dispatch succeeded → the run it started is followed to its end
+track succeeded    → the run published; the deployment verifies
 verify succeeded → the deployment succeeded, with its summary
 any failure      → the release or deployment fails with the job's reason
 """
@@ -21,6 +25,7 @@ from releases.pipeline.context import JobContext
 from releases.pipeline.errors import JobLost, StepFailed, TransientError
 from releases.pipeline.upload import upload_deployment
 from releases.pipeline.verify import VerifyOutput, verify_deployment
+from releases.pipeline.workflow import dispatch_deployment, track_deployment
 from releases.redaction import redact
 from releases.services.approvals import approvals_problem
 from releases.services.deployments import deployment_transition
@@ -88,6 +93,10 @@ def _run_step(ctx: JobContext, job: Job) -> None:
     elif job.kind == Job.Kind.VERIFY:
         output = verify_deployment(ctx, deployment)
         _record_verified(deployment, output)
+    elif job.kind == Job.Kind.DISPATCH:
+        _dispatch(ctx, deployment)
+    elif job.kind == Job.Kind.TRACK:
+        track_deployment(ctx, deployment)
     else:
         raise StepFailed(f"This worker cannot run {job.get_kind_display()} jobs yet.")
 
@@ -105,8 +114,24 @@ def _upload(ctx: JobContext, deployment: Deployment) -> None:
     upload_deployment(ctx, deployment)
 
 
+def _dispatch(ctx: JobContext, deployment: Deployment) -> None:
+    deployment.refresh_from_db()
+    if deployment.status == Status.QUEUED:
+        deployment_transition(deployment, Status.UPLOADING)
+    elif deployment.status != Status.UPLOADING:
+        raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was dispatched.")
+    # The same gate as an upload, right before the workflow is started.
+    problem = approvals_problem(deployment)
+    if problem:
+        raise StepFailed(f"Not dispatched: {problem}")
+    dispatch_deployment(ctx, deployment)
+
+
 def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
-    deployment.files.update(state=DeploymentFile.State.VERIFIED)
+    for record in deployment.files.select_related("artifact"):
+        record.state = DeploymentFile.State.VERIFIED
+        record.index_sha256 = output.files.get(record.artifact.filename) or record.index_sha256
+        record.save(update_fields=["state", "index_sha256", "updated_at"])
     summary = dict(deployment.summary)
     summary["verify"] = {"files": output.files, "modules": output.modules, "seconds": round(output.seconds, 2)}
     Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
@@ -114,6 +139,11 @@ def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
 
 def job_succeeded(job: Job) -> None:
     if job.kind == Job.Kind.UPLOAD and job.deployment is not None:
+        deployment_transition(job.deployment, Status.VERIFYING)
+        job_create(kind=Job.Kind.VERIFY, release=job.release, deployment=job.deployment)
+    elif job.kind == Job.Kind.DISPATCH and job.deployment is not None:
+        job_create(kind=Job.Kind.TRACK, release=job.release, deployment=job.deployment)
+    elif job.kind == Job.Kind.TRACK and job.deployment is not None:
         deployment_transition(job.deployment, Status.VERIFYING)
         job_create(kind=Job.Kind.VERIFY, release=job.release, deployment=job.deployment)
     elif job.kind == Job.Kind.VERIFY and job.deployment is not None:

@@ -111,3 +111,67 @@ def environment_create(
             },
         )
     return environment
+
+
+def project_set_github(
+    project: Project,
+    *,
+    repository: str,
+    api_url: str = "https://api.github.com",
+    workflow_file: str = "publish.yml",
+    workflow_inputs: dict[str, str] | None = None,
+    publish_mode: str = Project.PublishMode.TWINE,
+    token: str = "",
+    webhook_secret: str = "",
+    release_on_created: bool = False,
+    actor: Actor,
+) -> Project:
+    """Wire ``project`` to its GitHub repository (docs/github.md). An empty
+    token or secret keeps the one stored; the values are stored encrypted."""
+    clean_github_repository(repository)
+    clean_http_url(api_url)
+    if publish_mode not in Project.PublishMode.values:
+        raise ValidationError(f"{publish_mode!r} is not a publish mode (twine or workflow).")
+    if not workflow_file or "/" in workflow_file or not workflow_file.endswith((".yml", ".yaml")):
+        raise ValidationError(f"{workflow_file!r} is not a workflow file name (for example publish.yml).")
+    inputs = {str(k): str(v) for k, v in (workflow_inputs or {}).items()}
+    if "environment" in inputs:
+        raise ValidationError("The 'environment' input comes from each environment's setting; leave it out here.")
+    with transaction.atomic():
+        project.github_repository = repository
+        project.github_api_url = api_url
+        project.workflow_file = workflow_file
+        project.workflow_inputs = inputs
+        project.publish_mode = publish_mode
+        project.release_on_created = release_on_created
+        if token:
+            project.github_credential = credential_create(
+                name=f"{project.name} GitHub token {Credential.objects.count() + 1}",
+                value=token,
+                kind=Credential.Kind.GITHUB_TOKEN,
+                actor=actor,
+            )
+        if webhook_secret:
+            project.webhook_secret = credential_create(
+                name=f"{project.name} webhook secret {Credential.objects.count() + 1}",
+                value=webhook_secret,
+                kind=Credential.Kind.WEBHOOK_SECRET,
+                actor=actor,
+            )
+        project.save()
+        audit_record(
+            actor=actor,
+            action="project.github_set",
+            target=project,
+            data={
+                "repository": repository,
+                "api_url": api_url,
+                "workflow_file": workflow_file,
+                "workflow_inputs": inputs,
+                "publish_mode": publish_mode,
+                "token_replaced": bool(token),
+                "webhook_secret_replaced": bool(webhook_secret),
+                "release_on_created": release_on_created,
+            },
+        )
+    return project

@@ -1,0 +1,27 @@
+"""The repository's tags and branches, for the form that creates a release."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from releases.pipeline.errors import StepFailed, TransientError
+from releases.selectors import github_refs, project_by_name
+
+
+@login_required
+@require_GET
+def project_refs(request: HttpRequest, name: str) -> JsonResponse:
+    try:
+        project = project_by_name(name)
+    except ValidationError:
+        raise Http404("No such project.") from None
+    if not project.github_repository:
+        return JsonResponse({"refs": [], "error": "The project has no GitHub repository."})
+    try:
+        refs = github_refs(project)
+    except (StepFailed, TransientError) as exc:
+        return JsonResponse({"refs": [], "error": str(exc)})
+    return JsonResponse({"refs": refs, "error": ""})
