@@ -53,6 +53,7 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("approve_deployment", "Can approve or reject pushes that need approval")]
         constraints = [
             # A double click, or two people at once, start one deployment.
             models.UniqueConstraint(
