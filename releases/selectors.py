@@ -183,6 +183,7 @@ class AuditFilters:
     actor: str = ""
     action: str = ""
     object: str = ""
+    release_id: int | None = None
     date_from: date | None = None
     date_to: date | None = None
 
@@ -199,6 +200,8 @@ def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
         events = events.filter(object_type=object_type.strip().lower())
         if object_id.strip():
             events = events.filter(object_id=object_id.strip())
+    if filters.release_id is not None:
+        events = events.filter(release_id=filters.release_id)
     if filters.date_from:
         events = events.filter(created_at__date__gte=filters.date_from)
     if filters.date_to:

@@ -306,6 +306,20 @@ def test_otp_reset_removes_a_lost_device_and_is_audited(people, capsys):
     assert not StaticDevice.objects.filter(user=people["approver"]).exists()
     event = AuditEvent.objects.get(action="second_factor.reset")
     assert event.data == {"user": "alice", "devices": 2, "reason": "lost phone"}
+    assert (
+        AuditEvent.objects.filter(action="second_factor.device_removed", object_id=str(people["approver"].pk)).count()
+        == 2
+    )
+
+
+def test_an_administrator_deleting_a_device_in_the_admin_is_audited(people):
+    verified_client(people["approver"])
+    device = TOTPDevice.objects.get(user=people["approver"])
+    response = client_for(people["admin"]).post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not TOTPDevice.objects.filter(pk=device.pk).exists()
+    event = AuditEvent.objects.get(action="second_factor.device_removed")
+    assert event.data["user"] == "alice" and event.data["device"] == f"otp_totp.totpdevice/{device.pk}"
 
 
 def test_the_audit_page_filters_by_actor_action_object_and_date(pending, people):
@@ -321,6 +335,8 @@ def test_the_audit_page_filters_by_actor_action_object_and_date(pending, people)
     today = timezone.now().date().isoformat()
     assert "deployment.requested" in client.get(url, {"from": today, "to": today}).content.decode()
     assert "No event matches" in client.get(url, {"to": "2000-01-01"}).content.decode()
+    by_release = client.get(url, {"release": pending.release_id}).content.decode()
+    assert "deployment.requested" in by_release and "environment.created" not in by_release
     bad = client.get(url, {"from": "yesterday"})
     assert bad.status_code == 400
     assert "is not a date" in bad.content.decode()

@@ -125,6 +125,7 @@ def environment_update(
     allowed_ref_pattern: str | None = None,
     request_ttl_hours: int | None = None,
     require_second_factor: bool | None = None,
+    credential: Credential | None = None,
 ) -> Environment:
     """Change an environment's target or rules; the audit event keeps before and after.
 
@@ -166,6 +167,8 @@ def environment_update(
         changes["request_ttl_hours"] = request_ttl_hours
     if require_second_factor is not None:
         changes["require_second_factor"] = require_second_factor
+    if credential is not None:
+        changes["credential"] = credential
     with transaction.atomic():
         locked = Environment.objects.select_for_update().get(pk=environment.pk)
         diff: dict[str, dict[str, object]] = {}
@@ -185,4 +188,6 @@ def environment_update(
 def _audit_value(value: object) -> object:
     if isinstance(value, Environment):
         return value.name
+    if isinstance(value, Credential):
+        return f"{value.name} (…{value.last_four})"
     return value

@@ -25,6 +25,15 @@ def _date(raw: str, errors: list[str], label: str) -> date | None:
         return None
 
 
+def _release_id(raw: str, errors: list[str]) -> int | None:
+    if not raw:
+        return None
+    if not raw.isdigit():
+        errors.append(f"Release: {raw!r} is not a release number.")
+        return None
+    return int(raw)
+
+
 @login_required
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
@@ -33,6 +42,7 @@ def audit(request: HttpRequest) -> HttpResponse:
         actor=request.GET.get("actor", "").strip()[:150],
         action=request.GET.get("action", "").strip()[:60],
         object=request.GET.get("object", "").strip()[:80],
+        release_id=_release_id(request.GET.get("release", "").strip(), errors),
         date_from=_date(request.GET.get("from", "").strip(), errors, "From"),
         date_to=_date(request.GET.get("to", "").strip(), errors, "To"),
     )

@@ -7,7 +7,11 @@ from django.contrib.auth.models import Permission, User
 
 def make_user(username: str, *, approver: bool = False, superuser: bool = False) -> User:
     user = User.objects.create_user(
-        username, email=f"{username}@example.org", password="correct horse battery staple", is_superuser=superuser
+        username,
+        email=f"{username}@example.org",
+        password="correct horse battery staple",
+        is_superuser=superuser,
+        is_staff=superuser,
     )
     if approver:
         user.user_permissions.add(
