@@ -96,6 +96,8 @@ def _refusal(
         )
     if deployment.expires_at is not None and deployment.expires_at <= timezone.now():
         return ApprovalRefused("This request has expired; ask for the push again.")
+    if not deployment.release.is_built:
+        return ApprovalRefused("The release is still building; there are no files to approve yet.")
     if Approval.objects.filter(deployment=deployment, approver=approver).exists():
         return ApprovalRefused("You have already decided on this deployment; each person decides once.", forbidden=True)
     if sorted(digests_seen) != artifact_digests(deployment):
