@@ -128,6 +128,9 @@ def verified_client(user) -> Client:
     assert page.status_code == 200
     assert b"<svg" in page.content
     device = TOTPDevice.objects.get(user=user, confirmed=False)
+    # The key typed by hand is the one in the QR code's otpauth:// URL.
+    secret = re.search(r"secret=([A-Z2-7]+)", device.config_url)
+    assert secret is not None and secret.group(1) in page.content.decode()
     token = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
     codes = client.post(reverse("releases:second_factor_confirm"), {"token": f"{token:06d}"})
     assert codes.status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from base64 import b32encode
+
 import qrcode
 import qrcode.image.svg
 from django.contrib.auth.decorators import login_required
@@ -57,7 +59,8 @@ def _enrol_page(request: HttpRequest, *, error: str = "", status: int = 200) -> 
         device = second_factor_pending_device(user)
         # The QR code is made here from our own data, never from input.
         context["qr_svg"] = mark_safe(_qr_svg(device.config_url))  # noqa: S308
-        context["secret"] = device.bin_key.hex()
+        # Authenticator apps take the key in base32, as in the QR code's URL.
+        context["secret"] = b32encode(device.bin_key).decode().rstrip("=")
     return render(request, "releases/approvals/second_factor.html", context, status=status)
 
 
