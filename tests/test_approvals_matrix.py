@@ -263,7 +263,7 @@ def test_a_rejection_ends_the_deployment(pending, people, devpi, pypi_account):
     assert_nothing_reached(devpi, pypi_account, pending)
 
 
-@pytest.mark.parametrize("void", ["cancelled", "approval_changed_in_database"])
+@pytest.mark.parametrize("void", ["cancelled", "approval_changed_in_database", "second_factor_flag_cleared"])
 def test_an_approval_voided_after_queueing_stops_the_upload_task(void, pending, people, devpi, pypi_account, worker):
     """The upload was queued, then the approval stopped holding before the worker ran it."""
     worker.stop()
@@ -272,8 +272,10 @@ def test_an_approval_voided_after_queueing_stops_the_upload_task(void, pending, 
     assert pending.status == Status.QUEUED
     if void == "cancelled":
         deployment_cancel(pending, actor=people["releaser"])
-    else:
+    elif void == "approval_changed_in_database":
         Approval.objects.filter(deployment=pending).update(digests=["0" * 64])
+    else:
+        Approval.objects.filter(deployment=pending).update(second_factor=False)
     worker.start()
 
     done = wait_final(pending)
