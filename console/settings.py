@@ -246,6 +246,9 @@ if PRODUCTION:
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "release-console@localhost")
+# Approval requests are mailed after the request commits, from the web
+# process: a mail server that hangs must not hold the page for long.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 # Where the console is reached, for links in emails.
 CONSOLE_URL = env_str("CONSOLE_URL", "http://127.0.0.1:8000")
 
