@@ -76,6 +76,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "releases",
 ]
 
@@ -86,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -291,3 +295,16 @@ if PRODUCTION:
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "release-console@localhost")
+# Approval requests are mailed after the request commits, from the web
+# process: a mail server that hangs must not hold the page for long.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+# Where the console is reached, for links in emails.
+CONSOLE_URL = env_str("CONSOLE_URL", "http://127.0.0.1:8000")
+
+# Four eyes. Off by default: no one, administrators included, pushes
+# without the approvals an environment requires. When on, an
+# administrator may bypass them, and every bypass is audited.
+APPROVALS_ADMIN_BYPASS = env_bool("APPROVALS_ADMIN_BYPASS", default=False)
+# Second factor: TOTP devices (authenticator apps) and recovery codes.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Release console")
+OTP_STATIC_RECOVERY_CODES = env_int("OTP_STATIC_RECOVERY_CODES", 10, minimum=1)

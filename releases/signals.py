@@ -1,4 +1,6 @@
-"""Signal handlers: failed sign-ins go into the audit trail; role groups follow the code."""
+"""Signal handlers: failed sign-ins and device removals go into the audit
+trail (inside the transaction that made the change); role groups follow
+the code after each migrate."""
 
 from __future__ import annotations
 
@@ -6,8 +8,12 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_login_failed
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.http import HttpRequest
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from releases.services.audit import audit_record
 from releases.services.roles import roles_sync
@@ -32,3 +38,16 @@ def audit_login_failed(
 
 def sync_roles_after_migrate(sender: Any, **_: Any) -> None:
     roles_sync()
+
+
+@receiver(post_delete, sender=TOTPDevice, dispatch_uid="audit_totp_device_removed")
+@receiver(post_delete, sender=StaticDevice, dispatch_uid="audit_static_device_removed")
+def audit_device_removed(sender: type[Device], instance: Device, **kwargs: Any) -> None:
+    """Django's admin can delete a person's one-time-password devices; the
+    deletion and its record stand or fall together."""
+    audit_record(
+        actor=None,
+        action="second_factor.device_removed",
+        target=instance.user,
+        data={"user": instance.user.get_username(), "device": instance.persistent_id, "confirmed": instance.confirmed},
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
+from releases.services.approvals import approvals_expire
 from releases.services.jobs import jobs_reap
 from releases.services.pipeline import job_run
 from releases.services.webhooks import webhook_process
@@ -17,6 +18,7 @@ def run_job(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
 @shared_task(name="releases.tasks.reap")
 def reap() -> None:
     jobs_reap()
+    approvals_expire()
 
 
 @shared_task(name="releases.tasks.process_webhook")

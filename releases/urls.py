@@ -1,12 +1,22 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import URLPattern, path
 
-from releases.views import dashboard, history, projects, refs, release_pages, webhooks
+from releases.views import (
+    approvals,
+    audit,
+    dashboard,
+    history,
+    projects,
+    refs,
+    release_pages,
+    second_factor,
+    webhooks,
+)
 
 app_name = "releases"
 
-urlpatterns = [
+urlpatterns: list[URLPattern] = [
     path("", dashboard.dashboard, name="dashboard"),
     path("history/", history.history, name="history"),
     path("projects/<str:name>/", projects.project_detail, name="project"),
@@ -22,4 +32,12 @@ urlpatterns = [
     path("artifacts/<int:artifact_id>/<str:filename>", release_pages.artifact_download, name="artifact_download"),
     path("projects/<str:name>/refs/", refs.project_refs, name="project_refs"),
     path("webhooks/github/<str:project_name>/", webhooks.github_webhook, name="github_webhook"),
+    path("approvals/", approvals.awaiting, name="approvals"),
+    path("deployments/<int:deployment_id>/approval/", approvals.approval, name="approval"),
+    path("deployments/<int:deployment_id>/approval/decide/", approvals.approval_decide, name="approval_decide"),
+    path("deployments/<int:deployment_id>/approval/cancel/", approvals.approval_cancel_view, name="approval_cancel"),
+    path("audit/", audit.audit, name="audit"),
+    path("account/second-factor/", second_factor.second_factor, name="second_factor"),
+    path("account/second-factor/confirm/", second_factor.second_factor_confirm_view, name="second_factor_confirm"),
+    path("account/second-factor/verify/", second_factor.second_factor_verify, name="second_factor_verify"),
 ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.db import models
 
@@ -32,6 +34,11 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} {self.object_type}:{self.object_id}"
+
+    @property
+    def data_text(self) -> str:
+        """The data as JSON, for pages."""
+        return json.dumps(self.data, sort_keys=True, ensure_ascii=False)
 
 
 class AuditChainHead(models.Model):

@@ -1,12 +1,52 @@
-"""Four-eyes rules for production pushes (DESIGN.md principle 7)."""
+"""Four-eyes rules for production pushes (DESIGN.md principle 7).
+
+The same rules live in three places: database constraints on ``Approval``,
+``approval_give`` here, and ``approvals_problem``, which the upload task
+runs again right before the first byte leaves.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from releases.actors import Actor
 from releases.models import Approval, Deployment
+from releases.services.audit import audit_record
+from releases.services.deployments import deployment_start, deployment_transition
+
+logger = logging.getLogger(__name__)
+Status = Deployment.Status
+
+APPROVE_PERMISSION = "releases.approve_deployment"
+
+
+class ApprovalRefused(Exception):
+    """An approval or rejection the rules do not allow; nothing was recorded.
+
+    ``forbidden`` is True when the person may not decide on this deployment
+    at all (no permission, their own request, no second factor), False when
+    the request is no longer open or the files changed under them.
+    """
+
+    def __init__(self, message: str, *, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.forbidden = forbidden
 
 
 def artifact_digests(deployment: Deployment) -> list[str]:
     return sorted(deployment.release.artifacts.values_list("sha256", flat=True))
+
+
+def can_approve(user: Actor) -> bool:
+    return isinstance(user, User) and user.is_active and user.has_perm(APPROVE_PERMISSION)
 
 
 def approvals_problem(deployment: Deployment) -> str | None:
@@ -22,14 +62,263 @@ def approvals_problem(deployment: Deployment) -> str | None:
     approvals = Approval.objects.filter(deployment=deployment)
     if approvals.filter(decision=Approval.Decision.REJECT).exists():
         return "The push was rejected."
+    needs_second_factor = deployment.environment.require_second_factor
     valid = {
         approval.approver_id
         for approval in approvals.filter(decision=Approval.Decision.APPROVE)
-        if approval.digests == digests and approval.approver_id != deployment.requested_by_id
+        if approval.digests == digests
+        and approval.approver_id != deployment.requested_by_id
+        and (approval.second_factor or not needs_second_factor)
     }
     if len(valid) < required:
         return (
             f"{len(valid)} of {required} required approvals are valid for the files about to be uploaded "
-            "(approvals by the requester, or given for other files, do not count)."
+            "(approvals by the requester, without a required second factor, or given for other files, do not count)."
         )
     return None
+
+
+def _refusal(
+    deployment: Deployment, approver: User, decision: str, digests_seen: list[str], second_factor_verified: bool
+) -> ApprovalRefused | None:
+    """The first rule that ``approver`` deciding now would break, if any."""
+    if not can_approve(approver):
+        return ApprovalRefused(
+            f"{approver.get_username()} does not have the permission to approve deployments.", forbidden=True
+        )
+    if decision not in Approval.Decision.values:
+        return ApprovalRefused(f"{decision!r} is not a decision: approve or reject.")
+    if deployment.requested_by_id == approver.pk:
+        return ApprovalRefused("You requested this push; another person must approve it.", forbidden=True)
+    if deployment.status != Status.PENDING_APPROVAL:
+        return ApprovalRefused(
+            f"This deployment is {deployment.get_status_display().lower()}; it no longer takes decisions."
+        )
+    if deployment.expires_at is not None and deployment.expires_at <= timezone.now():
+        return ApprovalRefused("This request has expired; ask for the push again.")
+    if not deployment.release.is_built:
+        return ApprovalRefused("The release is still building; there are no files to approve yet.")
+    if Approval.objects.filter(deployment=deployment, approver=approver).exists():
+        return ApprovalRefused("You have already decided on this deployment; each person decides once.", forbidden=True)
+    if sorted(digests_seen) != artifact_digests(deployment):
+        return ApprovalRefused(
+            "The files changed since the page you decided on was shown (their sha256 digests differ); "
+            "review them again."
+        )
+    if deployment.environment.require_second_factor and not second_factor_verified:
+        return ApprovalRefused(
+            f"{deployment.environment.title} requires approvals in a session verified with a second factor; "
+            "verify your one-time password first.",
+            forbidden=True,
+        )
+    return None
+
+
+def approval_give(
+    deployment: Deployment,
+    approver: User,
+    decision: str,
+    *,
+    comment: str = "",
+    digests_seen: Iterable[str],
+    second_factor_verified: bool,
+) -> Approval:
+    """Record ``approver``'s decision on ``deployment``, bound to the digests they saw.
+
+    1. Lock the deployment and check every rule; a refusal is itself
+       audited (committed), then raised as ApprovalRefused.
+    2. Store the approval with the current digests; the database refuses a
+       second decision by one person, and a decision by the requester.
+    3. A rejection ends the deployment. Once the required number of valid
+       approvals is reached, it becomes approved, then queued, and the
+       upload starts.
+    """
+    seen = sorted(str(d) for d in digests_seen)
+    comment = comment.strip()[:5000]
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update().select_related("environment", "release").get(pk=deployment.pk)
+        refusal = _refusal(locked, approver, decision, seen, second_factor_verified)
+        if refusal is not None:
+            audit_record(
+                actor=approver,
+                action="approval.refused",
+                target=locked,
+                release=locked.release,
+                data={"decision": decision[:20], "reason": refusal.message, "digests_seen": seen},
+            )
+        else:
+            approval = _store(locked, approver, decision, comment, seen, second_factor_verified)
+            _advance(locked, approver, approval)
+    if refusal is not None:
+        raise refusal
+    deployment.refresh_from_db()
+    return approval
+
+
+def _store(
+    deployment: Deployment, approver: User, decision: str, comment: str, digests: list[str], second_factor: bool
+) -> Approval:
+    try:
+        with transaction.atomic():
+            approval = Approval.objects.create(
+                deployment=deployment,
+                approver=approver,
+                requested_by_id=deployment.requested_by_id,
+                decision=decision,
+                comment=comment,
+                digests=digests,
+                second_factor=second_factor,
+            )
+    except IntegrityError:
+        raise ApprovalRefused(
+            "You have already decided on this deployment, or you requested it.", forbidden=True
+        ) from None
+    audit_record(
+        actor=approver,
+        action="approval.given" if decision == Approval.Decision.APPROVE else "approval.rejected",
+        target=approval,
+        release=deployment.release,
+        data={
+            "deployment": deployment.pk,
+            "environment": deployment.environment.name,
+            "version": deployment.release.version,
+            "decision": decision,
+            "comment": comment,
+            "digests": digests,
+            "second_factor": second_factor,
+        },
+    )
+    return approval
+
+
+def _advance(deployment: Deployment, approver: User, approval: Approval) -> None:
+    if approval.decision == Approval.Decision.REJECT:
+        reason = f"Rejected by {approver.get_username()}" + (f": {approval.comment}" if approval.comment else ".")
+        deployment_transition(deployment, Status.REJECTED, actor=approver, reason=reason)
+        return
+    if approvals_problem(deployment) is None:
+        _queue(deployment, approver)
+
+
+def _queue(deployment: Deployment, actor: Actor, data: dict[str, object] | None = None) -> None:
+    approvers = sorted(
+        Approval.objects.filter(deployment=deployment, decision=Approval.Decision.APPROVE).values_list(
+            "approver__username", flat=True
+        )
+    )
+    deployment_transition(deployment, Status.APPROVED, actor=actor, data={"approvers": approvers, **(data or {})})
+    deployment_transition(deployment, Status.QUEUED, actor=actor)
+    deployment_start(deployment)
+
+
+def approval_bypass(deployment: Deployment, admin: User, *, reason: str) -> Deployment:
+    """Let an administrator push without the required approvals.
+
+    Refused unless ``APPROVALS_ADMIN_BYPASS`` is on (off by default). The
+    deployment's required approvals drop to zero, which the upload task's
+    check then sees, and the bypass is audited with the number it replaced.
+    """
+    if not settings.APPROVALS_ADMIN_BYPASS:
+        raise ApprovalRefused("Administrators cannot bypass approvals on this console.", forbidden=True)
+    if not (admin.is_active and admin.is_superuser):
+        raise ApprovalRefused("Only an administrator can bypass approvals.", forbidden=True)
+    reason = reason.strip()
+    if not reason:
+        raise ApprovalRefused("Say why the approvals are bypassed; the reason is kept in the audit trail.")
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update().select_related("environment", "release").get(pk=deployment.pk)
+        if locked.status != Status.PENDING_APPROVAL:
+            raise ApprovalRefused(f"This deployment is {locked.get_status_display().lower()}; nothing to bypass.")
+        replaced = locked.required_approvals
+        Deployment.objects.filter(pk=locked.pk).update(required_approvals=0)
+        locked.required_approvals = 0
+        audit_record(
+            actor=admin,
+            action="approval.bypassed",
+            target=locked,
+            release=locked.release,
+            data={"required_approvals": replaced, "reason": reason[:2000], "environment": locked.environment.name},
+        )
+        _queue(locked, admin, {"bypassed": True})
+    deployment.refresh_from_db()
+    return deployment
+
+
+def approvals_expire() -> list[int]:
+    """End every pending request whose time ran out (called by the reaper)."""
+    expired: list[int] = []
+    due = Deployment.objects.filter(status=Status.PENDING_APPROVAL, expires_at__lte=timezone.now())
+    for deployment in due.select_related("environment"):
+        with transaction.atomic():
+            current = Deployment.objects.select_for_update().get(pk=deployment.pk)
+            if current.status != Status.PENDING_APPROVAL:
+                continue
+            hours = deployment.environment.request_ttl_hours
+            deployment_transition(
+                current,
+                Status.EXPIRED,
+                reason=f"No decision within {hours} hours; the request expired. Ask for the push again.",
+            )
+            expired.append(current.pk)
+    if expired:
+        logger.info("expired pending deployments %s", expired)
+    return expired
+
+
+def approvers_for(deployment: Deployment) -> list[User]:
+    """Active people who may approve ``deployment`` (never its requester)."""
+    candidates = User.objects.filter(is_active=True).order_by("username")
+    if deployment.requested_by_id is not None:
+        candidates = candidates.exclude(pk=deployment.requested_by_id)
+    return [user for user in candidates if user.has_perm(APPROVE_PERMISSION)]
+
+
+def approvals_notify(deployment: Deployment) -> None:
+    """Email the approvers once the request is committed."""
+    deployment_id = deployment.pk
+    transaction.on_commit(lambda: _send_request_mail(deployment_id))
+
+
+def _send_request_mail(deployment_id: int) -> None:
+    from django.urls import reverse
+
+    deployment = Deployment.objects.select_related("release__project", "environment", "requested_by").get(
+        pk=deployment_id
+    )
+    recipients = [user.email for user in approvers_for(deployment) if user.email]
+    if not recipients:
+        return
+    requester = deployment.requested_by.get_username() if deployment.requested_by else "the system"
+    link = settings.CONSOLE_URL.rstrip("/") + reverse("releases:approval", args=[deployment.pk])
+    files = "\n".join(f"  {a.filename}  sha256:{a.sha256}" for a in deployment.release.artifacts.all())
+    body = (
+        f"{requester} asks to publish {deployment.release} to {deployment.environment.title}.\n\n"
+        f"It needs {deployment.required_approvals} approval(s) by someone other than {requester}.\n"
+        f"Files:\n{files or '  (still building)'}\n\n"
+        f"Review and decide: {link}\n"
+    )
+    if deployment.expires_at is not None:
+        body += f"The request expires at {deployment.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+    # One message per person, so that no approver sees the others' addresses.
+    for recipient in recipients:
+        send_mail(
+            f"Approval needed: {deployment.release} to {deployment.environment.title}",
+            body,
+            None,
+            [recipient],
+            fail_silently=True,
+        )
+
+
+def approval_cancel(deployment: Deployment, *, actor: User, reason: str = "") -> Deployment:
+    """Cancel a request, by its requester or an administrator."""
+    from releases.services.deployments import TransitionError, deployment_cancel
+
+    if not (actor.is_superuser or (deployment.requested_by_id is not None and deployment.requested_by_id == actor.pk)):
+        raise ApprovalRefused(
+            "Only the person who asked, or an administrator, can cancel this request.", forbidden=True
+        )
+    try:
+        return deployment_cancel(deployment, actor=actor, reason=reason or f"Cancelled by {actor.get_username()}.")
+    except TransitionError as exc:
+        raise ApprovalRefused(str(exc)) from None

@@ -120,9 +120,16 @@ def audit_verify_chain(events: Iterator[AuditEvent] | None = None) -> BrokenLink
         previous_id = event.pk
     head = AuditChainHead.objects.filter(pk=1).first()
     if head is not None and head.last_hash != previous_hash:
+        if previous_id > head.last_event_id:
+            first_extra = head.last_event_id + 1
+            return BrokenLink(
+                first_extra,
+                f"event #{first_extra} and after were added outside the console "
+                f"(the last event the console wrote is #{head.last_event_id}, the chain ends at #{previous_id})",
+            )
         return BrokenLink(
             head.last_event_id,
             f"the chain ends at #{previous_id} but its head names #{head.last_event_id} "
-            "(events at the end were deleted)",
+            "(events at the end were deleted, or an event was rewritten)",
         )
     return None

@@ -105,7 +105,11 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
                     "required_approvals": environment.required_approvals,
                 },
             )
-            if not needs_approval:
+            if needs_approval:
+                from releases.services.approvals import approvals_notify
+
+                approvals_notify(deployment)
+            else:
                 deployment_start(deployment)
     except IntegrityError:
         existing = Deployment.objects.filter(

@@ -175,3 +175,83 @@ def project_set_github(
             },
         )
     return project
+
+
+def environment_update(
+    environment: Environment,
+    *,
+    actor: Actor,
+    title: str | None = None,
+    upload_url: str | None = None,
+    index_url: str | None = None,
+    required_approvals: int | None = None,
+    after: str | None = None,
+    allowed_ref_pattern: str | None = None,
+    request_ttl_hours: int | None = None,
+    require_second_factor: bool | None = None,
+    credential: Credential | None = None,
+) -> Environment:
+    """Change an environment's target or rules; the audit event keeps before and after.
+
+    Only the arguments given change. ``after`` names the environment that
+    must have succeeded first ("" removes the rule).
+    """
+    changes: dict[str, object] = {}
+    if title is not None:
+        changes["title"] = title.strip() or environment.name
+    if upload_url is not None:
+        changes["upload_url"] = clean_http_url(upload_url)
+    if index_url is not None:
+        changes["index_url"] = clean_http_url(index_url)
+    if required_approvals is not None:
+        if required_approvals < 0 or required_approvals > 10:
+            raise ValidationError("Approvals must be between 0 and 10.")
+        changes["required_approvals"] = required_approvals
+    if after is not None:
+        earlier = None
+        if after:
+            earlier = Environment.objects.filter(name=after).first()
+            if earlier is None:
+                raise ValidationError(f"There is no environment named {after!r} to come after.")
+            seen = {environment.pk}
+            step: Environment | None = earlier
+            while step is not None:
+                if step.pk in seen:
+                    raise ValidationError(f"{environment.name} cannot come after {after}: the order would loop.")
+                seen.add(step.pk)
+                step = step.requires_success_in
+        changes["requires_success_in"] = earlier
+    if allowed_ref_pattern is not None:
+        if any(ch.isspace() for ch in allowed_ref_pattern):
+            raise ValidationError(f"{allowed_ref_pattern!r} is not a ref pattern (for example v*.*.*).")
+        changes["allowed_ref_pattern"] = allowed_ref_pattern
+    if request_ttl_hours is not None:
+        if request_ttl_hours < 1 or request_ttl_hours > 24 * 365:
+            raise ValidationError("A request stays open between 1 hour and 365 days.")
+        changes["request_ttl_hours"] = request_ttl_hours
+    if require_second_factor is not None:
+        changes["require_second_factor"] = require_second_factor
+    if credential is not None:
+        changes["credential"] = credential
+    with transaction.atomic():
+        locked = Environment.objects.select_for_update().get(pk=environment.pk)
+        diff: dict[str, dict[str, object]] = {}
+        for field, value in changes.items():
+            before = getattr(locked, field)
+            if before != value:
+                diff[field] = {"before": _audit_value(before), "after": _audit_value(value)}
+                setattr(locked, field, value)
+        if not diff:
+            return locked
+        locked.save(update_fields=list(diff))
+        audit_record(actor=actor, action="environment.changed", target=locked, data={"name": locked.name, **diff})
+    environment.refresh_from_db()
+    return environment
+
+
+def _audit_value(value: object) -> object:
+    if isinstance(value, Environment):
+        return value.name
+    if isinstance(value, Credential):
+        return f"{value.name} (…{value.last_four})"
+    return value

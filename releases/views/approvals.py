@@ -1,0 +1,124 @@
+"""Approvals: the page an approver decides on, the list of what waits for
+them, and cancelling a request. Every rule is checked again by the service."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from releases.models import Approval, Deployment
+from releases.selectors import approval_review, deployments_awaiting
+from releases.services.approvals import ApprovalRefused, approval_cancel, approval_give, can_approve
+from releases.services.second_factor import second_factor_enrolled
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # login_required guarantees it
+    return request.user
+
+
+def _verified(request: HttpRequest) -> bool:
+    # OTPMiddleware sets is_verified() on the request's user.
+    return bool(getattr(request.user, "is_verified", lambda: False)())
+
+
+def _deployment(deployment_id: int) -> Deployment:
+    return get_object_or_404(
+        Deployment.objects.select_related("release__project", "environment__requires_success_in", "requested_by"),
+        pk=deployment_id,
+    )
+
+
+@login_required
+@require_GET
+def awaiting(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    return render(
+        request,
+        "releases/approvals/awaiting.html",
+        {"deployments": list(deployments_awaiting(user)), "can_approve": can_approve(user)},
+    )
+
+
+def _approval_page(request: HttpRequest, deployment: Deployment, *, error: str = "", status: int = 200) -> HttpResponse:
+    user = _user(request)
+    review = approval_review(deployment)
+    decided = any(a.approver_id == user.pk for a in review.approvals)
+    is_requester = deployment.requested_by_id == user.pk
+    return render(
+        request,
+        "releases/approvals/approval.html",
+        {
+            "deployment": deployment,
+            "review": review,
+            "error": error,
+            "can_decide": (
+                can_approve(user)
+                and not is_requester
+                and not decided
+                and deployment.status == Deployment.Status.PENDING_APPROVAL
+            ),
+            "is_requester": is_requester,
+            "decided": decided,
+            "can_cancel": deployment.status == Deployment.Status.PENDING_APPROVAL
+            and (is_requester or user.is_superuser),
+            "needs_second_factor": deployment.environment.require_second_factor and not _verified(request),
+            "enrolled": second_factor_enrolled(user),
+            "valid_approvals": sum(
+                1 for a in review.approvals if a.decision == Approval.Decision.APPROVE and a.digests == review.digests
+            ),
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def approval(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    return _approval_page(request, _deployment(deployment_id))
+
+
+@login_required
+@require_POST
+def approval_decide(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    """Approve or reject, bound to the digests the page showed (posted back)."""
+    user = _user(request)
+    deployment = _deployment(deployment_id)
+    decision = request.POST.get("decision", "")
+    if decision not in Approval.Decision.values:
+        return HttpResponseBadRequest("Choose approve or reject.")
+    comment = request.POST.get("comment", "")
+    if len(comment) > 5000:
+        return HttpResponseBadRequest("The comment is longer than 5000 characters.")
+    try:
+        approval_give(
+            deployment,
+            user,
+            decision,
+            comment=comment,
+            digests_seen=request.POST.getlist("digest"),
+            second_factor_verified=_verified(request),
+        )
+    except ApprovalRefused as refused:
+        deployment.refresh_from_db()
+        return _approval_page(request, deployment, error=refused.message, status=403 if refused.forbidden else 409)
+    verb = "approved" if decision == Approval.Decision.APPROVE else "rejected"
+    messages.success(request, f"You {verb} the push of {deployment.release} to {deployment.environment.title}.")
+    return redirect("releases:approval", deployment_id=deployment.pk)
+
+
+@login_required
+@require_POST
+def approval_cancel_view(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    user = _user(request)
+    deployment = _deployment(deployment_id)
+    try:
+        approval_cancel(deployment, actor=user, reason=request.POST.get("reason", "")[:1000])
+    except ApprovalRefused as refused:
+        return _approval_page(request, deployment, error=refused.message, status=403 if refused.forbidden else 409)
+    messages.success(request, f"The push of {deployment.release} to {deployment.environment.title} was cancelled.")
+    return redirect("releases:approval", deployment_id=deployment.pk)
