@@ -77,6 +77,15 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     page.get_by_role("button", name="Create and build").click()
     expect(page.get_by_role("heading", name=f"{project.name} 1.0.0", level=1)).to_be_visible()
     assert page.evaluate("typeof htmx") == "object"
+    # Inline, plain-words validation on the project page.
+    page.get_by_role("link", name=project.name).first.click()
+    page.get_by_label("Version").fill("1.0.0")
+    page.get_by_label("Git tag or ref").fill("v1.0.0")
+    page.get_by_role("button", name="Create and build").click()
+    expect(page.get_by_text("sample-pkg 1.0.0 already exists; a version is built once.")).to_be_visible()
+    expect(page.get_by_label("Version")).to_have_attribute("aria-invalid", "true")
+    page.screenshot(path=str(SCREENSHOTS / "project.png"), full_page=True)
+    page.get_by_role("link", name="1.0.0", exact=True).click()
 
     expect(page.get_by_role("row", name=re.compile(r"^PyPI"))).to_contain_text("Publish and verify on Test PyPI first.")
     page.get_by_role("button", name="Publish to Test PyPI").click()
@@ -109,6 +118,7 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     expect(pypi_row.locator(".badge")).to_have_text("Pending approval")
     expect(pypi_row).to_contain_text("0 of 1 approvals")
     assert Deployment.objects.get(environment__name="pypi").status == Deployment.Status.PENDING_APPROVAL
+    page.screenshot(path=str(SCREENSHOTS / "release-published.png"), full_page=True)
 
     page.get_by_role("link", name="Release history").click()
     row = page.get_by_role("row", name=re.compile(rf"{project.name} 1\.0\.0 Test PyPI"))
