@@ -88,7 +88,7 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     page.get_by_role("link", name="1.0.0", exact=True).click()
 
     expect(page.get_by_role("row", name=re.compile(r"^PyPI"))).to_contain_text("Publish and verify on Test PyPI first.")
-    page.get_by_role("button", name="Publish to Test PyPI").click()
+    page.get_by_role("button", name="Publish to Test PyPI").dblclick()
     expect(page.get_by_role("status")).to_contain_text("Publish to Test PyPI: deployment #")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     log = page.get_by_role("log")
@@ -111,6 +111,7 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     expect(page.get_by_role("log")).to_contain_text("$ twine upload --repository-url")
     expect(page.get_by_role("log")).to_contain_text("uploaded, sha256")
 
+    # The double click started one deployment.
     deployment = Deployment.objects.get(release__version="1.0.0", environment=sandbox)
     assert deployment.status == Deployment.Status.SUCCEEDED
     assert deployment.requested_by.username == "rita"
