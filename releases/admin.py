@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
 from releases.models import Credential, Deployment, Environment, Job, Project, Release, WebhookDelivery, WorkflowRun
+from releases.services.audit import audit_record
 from releases.services.credentials import credential_create, credential_set_value
 
 
@@ -62,14 +64,29 @@ class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False  # environments and projects point at credentials; replace the value instead
 
 
+class AuditedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Saves made in the admin are audited like every other change."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        model = obj._meta.model_name
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            audit_record(
+                actor=request.user,
+                action=f"{model}.{'changed' if change else 'created'}",
+                target=obj,
+                data={"name": str(obj), "fields": sorted(form.changed_data), "through": "admin"},
+            )
+
+
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ProjectAdmin(AuditedAdmin):
     list_display = ["name", "source", "github_repository", "publish_mode", "created_at"]
     search_fields = ["name"]
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class EnvironmentAdmin(AuditedAdmin):
     list_display = ["name", "title", "index_url", "required_approvals", "requires_success_in", "position"]
     list_editable = ["position"]
 

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from releases.models import AuditEvent, Deployment, Release
+from releases.models import AuditEvent, Deployment, Project, Release
 from tests.support.console import EnvironmentFactory, ProjectFactory, ReleaseFactory, person_with_role
 
 pytestmark = pytest.mark.django_db
@@ -171,3 +171,34 @@ def test_role_assign_command_gives_and_takes_roles():
     ]
     with pytest.raises(CommandError, match="no user named 'bob'"):
         call_command("role_assign", "bob", "viewer")
+
+
+def test_admins_add_projects_in_the_admin_and_it_is_audited(world):
+    admin_client = client_for("admin")
+    response = admin_client.post(
+        reverse("admin:releases_project_add"),
+        {
+            "name": "other-pkg",
+            "source": "https://example.org/other.git",
+            "github_api_url": "https://api.github.com",
+            "workflow_file": "publish.yml",
+            "workflow_inputs": "{}",
+            "tag_pattern": "v*.*.*",
+            "publish_mode": "twine",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    event = AuditEvent.objects.get(action="project.created")
+    assert event.actor_name.startswith("admin")
+    assert event.data["through"] == "admin"
+
+
+@pytest.mark.parametrize("role", ["viewer", "releaser", "approver"])
+def test_other_roles_cannot_use_the_admin(world, role):
+    client = client_for(role)
+    response = client.get(reverse("admin:releases_project_add"))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    response = client.post(reverse("admin:releases_project_add"), {"name": "x", "source": "https://e.org/x.git"})
+    assert response.status_code == 302
+    assert not Project.objects.filter(name="x").exists()

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from releases.models import Deployment, Release
+from releases.services.projects import environment_create
 from tests.support.console import PASSWORD, ReleaseFactory, person_with_role
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -50,8 +51,20 @@ def sign_in(page: Page, base: str, username: str) -> None:
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
 
 
-def test_releaser_publishes_to_test_pypi_and_watches_it_live(page, live_server, worker, project, sandbox):
+def test_releaser_publishes_to_test_pypi_and_watches_it_live(
+    page, live_server, worker, project, sandbox, index_account
+):
     person_with_role("releaser", username="rita")
+    # Production needs an approval and a success on Test PyPI first; here it is only asked for.
+    environment_create(
+        name="pypi",
+        title="PyPI",
+        upload_url=index_account.upload_url,
+        index_url=index_account.simple_url,
+        required_approvals=1,
+        after="test-pypi",
+        actor=None,
+    )
     base = live_server.url
     sign_in(page, base, "rita")
     # The stylesheet and htmx came from our own server.
@@ -64,17 +77,26 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(page, live_server, 
     page.get_by_role("button", name="Create and build").click()
     expect(page.get_by_role("heading", name=f"{project.name} 1.0.0", level=1)).to_be_visible()
     assert page.evaluate("typeof htmx") == "object"
+    # Inline, plain-words validation on the project page.
+    page.get_by_role("link", name=project.name).first.click()
+    page.get_by_label("Version").fill("1.0.0")
+    page.get_by_label("Git tag or ref").fill("v1.0.0")
+    page.get_by_role("button", name="Create and build").click()
+    expect(page.get_by_text("sample-pkg 1.0.0 already exists; a version is built once.")).to_be_visible()
+    expect(page.get_by_label("Version")).to_have_attribute("aria-invalid", "true")
+    page.screenshot(path=str(SCREENSHOTS / "project.png"), full_page=True)
+    page.get_by_role("link", name="1.0.0", exact=True).click()
 
-    page.get_by_role("button", name="Publish to Test PyPI").click()
+    expect(page.get_by_role("row", name=re.compile(r"^PyPI"))).to_contain_text("Publish and verify on Test PyPI first.")
+    page.get_by_role("button", name="Publish to Test PyPI").dblclick()
     expect(page.get_by_role("status")).to_contain_text("Publish to Test PyPI: deployment #")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     log = page.get_by_role("log")
 
     # The log streams in while the jobs run, without a reload.
     expect(page.locator(".live-dot")).to_be_visible()
-    expect(log).to_contain_text("$ ", timeout=60_000)
-    expect(page.locator("table.jobs")).to_contain_text("Upload", timeout=120_000)
-    expect(log).to_contain_text("twine upload", timeout=120_000)
+    expect(log).to_contain_text("$ uv build", timeout=60_000)
+    expect(page.locator(".live-dot")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "release-live-log.png"), full_page=True)
 
     environments = page.get_by_role("row", name=re.compile(r"^Test PyPI"))
@@ -84,15 +106,30 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(page, live_server, 
     expect(page.get_by_role("heading", name=re.compile(r"On Test PyPI: deployment #\d+"))).to_be_visible()
     expect(page.get_by_text("Verified: installed from the index")).to_be_visible()
     assert page.evaluate("window.__sameDocument") is True
+    # Each job keeps its log: the upload's is one click away.
+    page.get_by_role("row", name=re.compile(r"^Upload #\d+")).get_by_role("link", name="view log").click()
+    expect(page.get_by_role("log")).to_contain_text("$ twine upload --repository-url")
+    expect(page.get_by_role("log")).to_contain_text("uploaded, sha256")
 
+    # The double click started one deployment.
     deployment = Deployment.objects.get(release__version="1.0.0", environment=sandbox)
     assert deployment.status == Deployment.Status.SUCCEEDED
     assert deployment.requested_by.username == "rita"
 
+    # Now the push to PyPI can be asked for; it waits for someone else's approval.
+    page.get_by_role("button", name="Request push to PyPI").click()
+    pypi_row = page.get_by_role("row", name=re.compile(r"^PyPI"))
+    expect(pypi_row.locator(".badge")).to_have_text("Pending approval")
+    expect(pypi_row).to_contain_text("0 of 1 approvals")
+    assert Deployment.objects.get(environment__name="pypi").status == Deployment.Status.PENDING_APPROVAL
+    page.screenshot(path=str(SCREENSHOTS / "release-published.png"), full_page=True)
+
     page.get_by_role("link", name="Release history").click()
-    row = page.get_by_role("row", name=re.compile(rf"{project.name} 1\.0\.0"))
-    expect(row).to_contain_text("Test PyPI")
+    row = page.get_by_role("row", name=re.compile(rf"{project.name} 1\.0\.0 Test PyPI"))
     expect(row).to_contain_text("Succeeded")
+    expect(page.get_by_role("row", name=re.compile(rf"{project.name} 1\.0\.0 PyPI"))).to_contain_text(
+        "Pending approval"
+    )
     expect(row).to_contain_text("rita")
     page.get_by_label("Status").select_option("failed")
     page.get_by_role("button", name="Filter").click()
@@ -108,6 +145,8 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(page, live_server, 
     expect(board).to_contain_text("1.0.0")
     expect(board).to_contain_text("live")
     expect(page.get_by_role("heading", name="Recent activity")).to_be_visible()
+    waiting = page.get_by_role("region", name="Waiting for approval")
+    expect(waiting).to_contain_text(f"{project.name} 1.0.0 to PyPI, 0 of 1 approvals")
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 

@@ -28,9 +28,25 @@
     });
   }
 
+  // A log the reader scrolled up in stays where they left it across live
+  // updates; one left at its end follows the new lines.
+  const readingAt = {};
+
+  function rememberScroll() {
+    document.querySelectorAll(".log").forEach(function (box) {
+      const pre = box.querySelector("pre");
+      if (!pre) return;
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+      readingAt[box.id] = atEnd ? null : pre.scrollTop;
+    });
+  }
+
   function scrollLogs(root) {
-    root.querySelectorAll(".log pre").forEach(function (pre) {
-      if (!pre.dataset.userScrolled) pre.scrollTop = pre.scrollHeight;
+    root.querySelectorAll(".log").forEach(function (box) {
+      const pre = box.querySelector("pre");
+      if (!pre) return;
+      const kept = readingAt[box.id];
+      pre.scrollTop = kept === undefined || kept === null ? pre.scrollHeight : kept;
     });
   }
 
@@ -45,7 +61,17 @@
     }, 0);
   });
 
+  // Coming back through the browser's history shows the page as it was left.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[data-once]").forEach(function (form) {
+      delete form.dataset.sent;
+      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = false; b.removeAttribute("aria-busy"); });
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () { localise(document); scrollLogs(document); });
+  document.addEventListener("htmx:beforeSwap", rememberScroll);
   document.addEventListener("htmx:afterSettle", function () { localise(document); scrollLogs(document); });
   setInterval(function () { localise(document); }, 30000);
 })();
