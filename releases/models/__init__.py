@@ -7,18 +7,27 @@ from releases.models.deployments import Approval, Deployment, DeploymentFile
 from releases.models.jobs import Job, JobLogLine
 from releases.models.projects import Credential, Environment, Project
 from releases.models.releases import Artifact, Release
+from releases.models.severity import BlockSeverity, Severity
+from releases.models.supply import CheckResult, DownloadCount, Sbom, VulnerabilityAlert, VulnerabilityFinding
 
 __all__ = [
     "Approval",
     "Artifact",
     "AuditChainHead",
     "AuditEvent",
+    "BlockSeverity",
+    "CheckResult",
     "Credential",
     "Deployment",
     "DeploymentFile",
+    "DownloadCount",
     "Environment",
     "Job",
     "JobLogLine",
     "Project",
     "Release",
+    "Sbom",
+    "Severity",
+    "VulnerabilityAlert",
+    "VulnerabilityFinding",
 ]

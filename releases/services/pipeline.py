@@ -2,7 +2,9 @@
 
 build succeeded  → the release is built; waiting deployments queue uploads
 upload succeeded → the deployment verifies at once (no poll in between)
-verify succeeded → the deployment succeeded, with its summary
+verify succeeded → the deployment succeeded, with its summary (the first
+                   verify of a release also stores its SBOM and queues its scan)
+scan             → the release's SBOM components checked for known vulnerabilities
 any failure      → the release or deployment fails with the job's reason
 """
 
@@ -10,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import traceback
 
 from django.db import transaction
 from django.utils import timezone
 
-from releases.models import Deployment, DeploymentFile, Job
+from releases.models import Deployment, DeploymentFile, Job, Sbom
+from releases.pipeline import checks
 from releases.pipeline.build import build_release
 from releases.pipeline.context import JobContext
 from releases.pipeline.errors import JobLost, StepFailed, TransientError
+from releases.pipeline.sbom import make_sbom
 from releases.pipeline.upload import upload_deployment
 from releases.pipeline.verify import VerifyOutput, verify_deployment
 from releases.redaction import redact
@@ -26,6 +31,9 @@ from releases.services.approvals import approvals_problem
 from releases.services.deployments import deployment_transition
 from releases.services.jobs import job_claim, job_create, job_finish
 from releases.services.releases import release_mark_building, release_record_build, release_record_build_failure
+from releases.services.scans import release_scan
+from releases.services.supply import sbom_record
+from releases.supply_selectors import scan_policy_problem
 
 logger = logging.getLogger(__name__)
 Status = Deployment.Status
@@ -80,6 +88,13 @@ def _run_step(ctx: JobContext, job: Job) -> None:
             ctx.log.write(f"twine check warning: {warning}")
         release_record_build(job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings)
         return
+    if job.kind == Job.Kind.SCAN:
+        ctx.step("asking the vulnerability service about every SBOM component")
+        report = release_scan(job.release)
+        ctx.log.write(f"{report.components} components scanned, {len(report.new_findings)} new findings")
+        for finding in report.new_findings:
+            ctx.log.write(f"{finding.vuln_id}: {finding.package} {finding.version} ({finding.severity})")
+        return
     deployment = job.deployment
     if deployment is None:
         raise StepFailed(f"{job.get_kind_display()} job has no deployment")
@@ -87,6 +102,7 @@ def _run_step(ctx: JobContext, job: Job) -> None:
         _upload(ctx, deployment)
     elif job.kind == Job.Kind.VERIFY:
         output = verify_deployment(ctx, deployment)
+        _post_publication(ctx, deployment, output)
         _record_verified(deployment, output)
     else:
         raise StepFailed(f"This worker cannot run {job.get_kind_display()} jobs yet.")
@@ -99,10 +115,43 @@ def _upload(ctx: JobContext, deployment: Deployment) -> None:
     elif deployment.status != Status.UPLOADING:  # a second run after a lost worker keeps UPLOADING
         raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was uploaded.")
     # Checked again here, right before the first byte leaves.
-    problem = approvals_problem(deployment)
+    problem = approvals_problem(deployment) or scan_policy_problem(deployment.release, deployment.environment)
     if problem:
         raise StepFailed(f"Not uploaded: {problem}")
     upload_deployment(ctx, deployment)
+
+
+def _post_publication(ctx: JobContext, deployment: Deployment, output: VerifyOutput) -> None:
+    """After a verify install: the release's SBOM (made once, from this
+    environment, before its folder goes), then the checks the install does
+    not cover. Any failed check fails the job, naming each."""
+    release = deployment.release
+    if not Sbom.objects.filter(release=release).exists():
+        sbom_record(release, make_sbom(ctx, output.python))
+    ctx.step("post-publication checks")
+    wheel = release.artifacts.filter(kind="wheel").order_by("filename").first()
+    if wheel is None:
+        raise StepFailed("The release has no wheel to read its metadata from.")
+    built = checks.wheel_metadata(wheel)
+    started = time.monotonic()
+    results = [
+        (
+            checks.README_RENDERS,
+            checks.run_check(deployment, checks.README_RENDERS, checks.readme_check(built), started),
+        )
+    ]
+    started = time.monotonic()
+    metadata = checks.metadata_check(ctx, deployment, output.python, built)
+    results.append((checks.METADATA_MATCHES, checks.run_check(deployment, checks.METADATA_MATCHES, metadata, started)))
+    started = time.monotonic()
+    page = checks.project_page_check(deployment)
+    if page is not None:
+        results.append((checks.PROJECT_PAGE, checks.run_check(deployment, checks.PROJECT_PAGE, page, started)))
+    for name, outcome in results:
+        ctx.log.write(f"check {name}: {'passed' if outcome.passed else 'FAILED'} {outcome.detail}")
+    failed = [f"{name}: {outcome.detail}" for name, outcome in results if not outcome.passed]
+    if failed:
+        raise StepFailed("Post-publication checks failed. " + " ".join(failed))
 
 
 def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
