@@ -35,6 +35,16 @@ class Credential(models.Model):
     def __str__(self) -> str:
         return f"{self.name} (…{self.last_four})"
 
+    @property
+    def scope_warning(self) -> str:
+        """Shown beside an account-wide token wherever it is listed or edited."""
+        if self.scope != self.Scope.ACCOUNT:
+            return ""
+        return (
+            "Account-wide token: it can publish every project of the account, so a leak reaches all of them. "
+            "Replace it with a token scoped to this project once the project exists on the index."
+        )
+
 
 class Project(models.Model):
     """A Python distribution the console releases."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import IO
 
 import requests
 from django.conf import settings
@@ -67,10 +68,15 @@ def run_check(deployment: Deployment, name: str, check: Outcome | None, started:
 
 def wheel_metadata(artifact: Artifact) -> Message:
     """The METADATA of a stored wheel (the bytes the index now serves)."""
-    with storages["artifacts"].open(artifact.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+    with storages["artifacts"].open(artifact.path, "rb") as handle:
+        return read_wheel_metadata(handle, artifact.filename)
+
+
+def read_wheel_metadata(handle: IO[bytes], filename: str) -> Message:
+    with zipfile.ZipFile(handle) as archive:
         names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if not names:
-            raise StepFailed(f"{artifact.filename} has no .dist-info/METADATA.")
+            raise StepFailed(f"{filename} has no .dist-info/METADATA.")
         text = archive.read(names[0]).decode("utf-8", errors="replace")
     return email.parser.Parser().parsestr(text)
 
