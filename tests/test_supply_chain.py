@@ -185,3 +185,31 @@ def test_an_unreachable_scan_is_retried_and_the_policy_blocks_a_production_push(
     assert deployment.status == Deployment.Status.FAILED
     assert "Not uploaded" in deployment.reason and "GHSA-cccc-dddd-eeee" in deployment.reason
     assert devpi.upload_requests(production_account) == 0
+
+
+def test_a_project_page_that_does_not_answer_fails_the_deployment_with_the_check_named(
+    worker, project, sandbox, devpi, index_account, osv_clean, admin_client
+):
+    # devpi answers each version's page at /<user>/<index>/<name>/<version>.
+    good = f"{devpi.url}/{index_account.user}/dev/{{name}}/{{version}}"
+    Environment.objects.filter(pk=sandbox.pk).update(project_url_template=good)
+    sandbox.refresh_from_db()
+    release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
+    first = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+    assert first.status == Deployment.Status.SUCCEEDED, first.reason
+    page_check = CheckResult.objects.get(deployment=first, name=checks.PROJECT_PAGE)
+    assert page_check.passed and "answered 200" in page_check.detail
+
+    Environment.objects.filter(pk=sandbox.pk).update(project_url_template=good + "/no-such-page")
+    second = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+
+    assert second.status == Deployment.Status.FAILED
+    assert "Post-publication checks failed. project page answers:" in second.reason
+    assert "answered 404" in second.reason
+    failed = CheckResult.objects.get(deployment=second, name=checks.PROJECT_PAGE)
+    assert not failed.passed
+    assert CheckResult.objects.get(deployment=second, name=checks.INSTALLS).passed
+    markdown = admin_client.get(f"/deployments/{second.pk}/summary.md").content.decode()
+    assert "| project page answers | FAILED |" in markdown
+    # The SBOM was made once, by the first verify.
+    assert Sbom.objects.filter(release=release).count() == 1
