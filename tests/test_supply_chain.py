@@ -109,6 +109,9 @@ def test_verify_makes_an_sbom_of_the_package_and_its_dependencies_and_diffs_it_w
     }
     assert all(r.passed for r in results.values()), {n: r.detail for n, r in results.items()}
     assert "text/markdown" in results[checks.README_RENDERS].detail
+    # The deployment's permanent summary keeps them too.
+    assert deployment.summary["checks"][checks.METADATA_MATCHES]["passed"] is True
+    assert deployment.summary["sbom_components"] == 3
 
     summary = admin_client.get(f"/deployments/{deployment.pk}/summary/").content.decode()
     markdown = admin_client.get(f"/deployments/{deployment.pk}/summary.md").content.decode()

@@ -196,5 +196,7 @@ def deployment_summary(deployment: Deployment) -> dict[str, object]:
             for f in deployment.files.select_related("artifact")
         },
         "steps": {j.kind: round(j.duration_seconds or 0, 2) for j in jobs},
+        "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in deployment.checks.all()},
+        "sbom_components": Sbom.objects.filter(release=deployment.release).values_list("components", flat=True).first(),
         "finished_at": timezone.now().isoformat(),
     }
