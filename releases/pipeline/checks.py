@@ -10,7 +10,7 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -58,12 +58,40 @@ def checked(deployment: Deployment, name: str, passed_detail: str = "") -> Itera
     check_record(deployment, name, passed=True, detail=passed_detail, seconds=time.monotonic() - started)
 
 
-def run_check(deployment: Deployment, name: str, check: Outcome | None, started: float) -> Outcome:
+def _timed(deployment: Deployment, name: str, check: Callable[[], Outcome | None]) -> Outcome | None:
+    """Run ``check`` and store its outcome with the time it took (None: not applicable)."""
     from releases.services.supply import check_record
 
-    outcome = check or Outcome(True, "")
-    check_record(deployment, name, passed=outcome.passed, detail=outcome.detail, seconds=time.monotonic() - started)
+    started = time.monotonic()
+    outcome = check()
+    if outcome is not None:
+        check_record(deployment, name, passed=outcome.passed, detail=outcome.detail, seconds=time.monotonic() - started)
     return outcome
+
+
+def after_install_checks(ctx: JobContext, deployment: Deployment, venv_python: Path) -> list[str]:
+    """The checks the install does not cover: README, metadata, project
+    page. Each is stored; the failed ones are returned as "name: reason"."""
+    ctx.step("post-publication checks")
+    wheel = deployment.release.artifacts.filter(kind=Artifact.Kind.WHEEL).order_by("filename").first()
+    if wheel is None:
+        raise StepFailed("The release has no wheel to read its metadata from.")
+    built = wheel_metadata(wheel)
+    outcomes = {
+        README_RENDERS: _timed(deployment, README_RENDERS, lambda: readme_check(built)),
+        METADATA_MATCHES: _timed(
+            deployment, METADATA_MATCHES, lambda: metadata_check(ctx, deployment, venv_python, built)
+        ),
+        PROJECT_PAGE: _timed(deployment, PROJECT_PAGE, lambda: project_page_check(deployment)),
+    }
+    failed = []
+    for name, outcome in outcomes.items():
+        if outcome is None:
+            continue
+        ctx.log.write(f"check {name}: {'passed' if outcome.passed else 'FAILED'}: {outcome.detail}")
+        if not outcome.passed:
+            failed.append(f"{name}: {outcome.detail}")
+    return failed
 
 
 def wheel_metadata(artifact: Artifact) -> Message:

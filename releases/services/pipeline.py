@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 import traceback
 
 from django.db import transaction
@@ -125,31 +124,9 @@ def _post_publication(ctx: JobContext, deployment: Deployment, output: VerifyOut
     """After a verify install: the release's SBOM (made once, from this
     environment, before its folder goes), then the checks the install does
     not cover. Any failed check fails the job, naming each."""
-    release = deployment.release
-    if not Sbom.objects.filter(release=release).exists():
-        sbom_record(release, make_sbom(ctx, output.python))
-    ctx.step("post-publication checks")
-    wheel = release.artifacts.filter(kind="wheel").order_by("filename").first()
-    if wheel is None:
-        raise StepFailed("The release has no wheel to read its metadata from.")
-    built = checks.wheel_metadata(wheel)
-    started = time.monotonic()
-    results = [
-        (
-            checks.README_RENDERS,
-            checks.run_check(deployment, checks.README_RENDERS, checks.readme_check(built), started),
-        )
-    ]
-    started = time.monotonic()
-    metadata = checks.metadata_check(ctx, deployment, output.python, built)
-    results.append((checks.METADATA_MATCHES, checks.run_check(deployment, checks.METADATA_MATCHES, metadata, started)))
-    started = time.monotonic()
-    page = checks.project_page_check(deployment)
-    if page is not None:
-        results.append((checks.PROJECT_PAGE, checks.run_check(deployment, checks.PROJECT_PAGE, page, started)))
-    for name, outcome in results:
-        ctx.log.write(f"check {name}: {'passed' if outcome.passed else 'FAILED'} {outcome.detail}")
-    failed = [f"{name}: {outcome.detail}" for name, outcome in results if not outcome.passed]
+    if not Sbom.objects.filter(release=deployment.release).exists():
+        sbom_record(deployment.release, make_sbom(ctx, output.python))
+    failed = checks.after_install_checks(ctx, deployment, output.python)
     if failed:
         raise StepFailed("Post-publication checks failed. " + " ".join(failed))
 
