@@ -150,16 +150,23 @@ def test_an_unreachable_scan_is_retried_and_the_policy_blocks_a_production_push(
     osv_clean.failing = True
     release = ship(project, sample_repo, sandbox, "2.0.0", ["tiny-dep==2.0"])
 
+    # The package is published all the same; the scan says why it is not done.
+    sbom = Sbom.objects.get(release=release)
+    assert sbom.scanned_at is None
+    assert "answered 503" in sbom.scan_error and "will be retried" in sbom.scan_error
+    with pytest.raises(ValidationError, match="has not been scanned yet"):
+        deployment_request(release=release, environment=production, actor=None)
+
+    # The beat's retry is a scan job; while the service is down it fails saying so.
+    assert scan_pending() == [release.pk]
     scan = wait_for(lambda: Job.objects.filter(release=release, kind=Job.Kind.SCAN, state="finished").first())
     assert scan.outcome == Job.Outcome.FAILED
     assert "answered 503" in scan.error and "will be retried" in scan.error
-    assert "answered 503" in Sbom.objects.get(release=release).scan_error
-    with pytest.raises(ValidationError, match="has not been scanned yet"):
-        deployment_request(release=release, environment=production, actor=None)
 
     osv_clean.failing = False
     assert scan_pending() == [release.pk]
     wait_scanned(release)
+    assert Job.objects.filter(release=release, kind=Job.Kind.SCAN, outcome=Job.Outcome.SUCCEEDED).count() == 1
     with pytest.raises(ValidationError, match="GHSA-cccc-dddd-eeee"):
         deployment_request(release=release, environment=production, actor=None)
     assert not Deployment.objects.filter(environment=production).exists()

@@ -3,8 +3,8 @@
 build succeeded  → the release is built; waiting deployments queue uploads
 upload succeeded → the deployment verifies at once (no poll in between)
 verify succeeded → the deployment succeeded, with its summary (the first
-                   verify of a release also stores its SBOM and queues its scan)
-scan             → the release's SBOM components checked for known vulnerabilities
+                   verify of a release also stores its SBOM and scans it)
+scan             → a retried scan of the release's SBOM components
 any failure      → the release or deployment fails with the job's reason
 """
 
@@ -17,7 +17,7 @@ import traceback
 from django.db import transaction
 from django.utils import timezone
 
-from releases.models import Deployment, DeploymentFile, Job, Sbom
+from releases.models import Deployment, DeploymentFile, Job, Release, Sbom
 from releases.pipeline import checks
 from releases.pipeline.build import build_release
 from releases.pipeline.context import JobContext
@@ -88,11 +88,7 @@ def _run_step(ctx: JobContext, job: Job) -> None:
         release_record_build(job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings)
         return
     if job.kind == Job.Kind.SCAN:
-        ctx.step("asking the vulnerability service about every SBOM component")
-        report = release_scan(job.release)
-        ctx.log.write(f"{report.components} components scanned, {len(report.new_findings)} new findings")
-        for finding in report.new_findings:
-            ctx.log.write(f"{finding.vuln_id}: {finding.package} {finding.version} ({finding.severity})")
+        _scan(ctx, job.release)
         return
     deployment = job.deployment
     if deployment is None:
@@ -121,14 +117,39 @@ def _upload(ctx: JobContext, deployment: Deployment) -> None:
 
 
 def _post_publication(ctx: JobContext, deployment: Deployment, output: VerifyOutput) -> None:
-    """After a verify install: the release's SBOM (made once, from this
-    environment, before its folder goes), then the checks the install does
-    not cover. Any failed check fails the job, naming each."""
-    if not Sbom.objects.filter(release=deployment.release).exists():
-        sbom_record(deployment.release, make_sbom(ctx, output.python))
+    """After a verify install:
+
+    1. The release's SBOM, made once from this environment before its
+       folder goes, then its vulnerability scan. An unreachable service
+       does not fail the deployment (the files are published): the SBOM
+       keeps the reason and the beat's ``scan_pending`` retries it as a
+       scan job.
+    2. The checks the install does not cover; any failed check fails the
+       job, naming each.
+    """
+    release = deployment.release
+    made = None
+    if not Sbom.objects.filter(release=release).exists():
+        made = sbom_record(release, make_sbom(ctx, output.python))
+    if made is not None:
+        _scan(ctx, release, retried_later=True)
     failed = checks.after_install_checks(ctx, deployment, output.python)
     if failed:
         raise StepFailed("Post-publication checks failed. " + " ".join(failed))
+
+
+def _scan(ctx: JobContext, release: Release, *, retried_later: bool = False) -> None:
+    ctx.step("asking the vulnerability service about every SBOM component")
+    try:
+        report = release_scan(release)
+    except TransientError as exc:
+        if not retried_later:
+            raise
+        ctx.log.write(f"vulnerability scan not done: {exc}")
+        return
+    ctx.log.write(f"{report.components} components scanned, {len(report.new_findings)} new findings")
+    for finding in report.new_findings:
+        ctx.log.write(f"{finding.vuln_id}: {finding.package} {finding.version} ({finding.severity})")
 
 
 def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:

@@ -7,10 +7,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from releases.models import CheckResult, Deployment, Job, Release, Sbom
+from releases.models import CheckResult, Deployment, Release, Sbom
 from releases.redaction import redact
 from releases.services.audit import audit_record
-from releases.services.jobs import job_create
 
 
 def check_record(deployment: Deployment, name: str, *, passed: bool, detail: str, seconds: float) -> CheckResult:
@@ -24,7 +23,7 @@ def check_record(deployment: Deployment, name: str, *, passed: bool, detail: str
 
 
 def sbom_record(release: Release, document: dict[str, Any]) -> Sbom | None:
-    """Store the release's SBOM, once, and queue its vulnerability scan.
+    """Store the release's SBOM, once.
 
     The first successful verify makes it; later ones return None and keep
     the first document (the release's files never change).
@@ -40,7 +39,6 @@ def sbom_record(release: Release, document: dict[str, Any]) -> Sbom | None:
                 release=release,
                 data={"components": components, "spec_version": document.get("specVersion", "")},
             )
-            job_create(kind=Job.Kind.SCAN, release=release)
     except IntegrityError:
         return None
     return sbom
