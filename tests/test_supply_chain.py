@@ -165,8 +165,11 @@ def test_an_unreachable_scan_is_retried_and_the_policy_blocks_a_production_push(
 
     osv_clean.failing = False
     assert scan_pending() == [release.pk]
-    wait_scanned(release)
-    assert Job.objects.filter(release=release, kind=Job.Kind.SCAN, outcome=Job.Outcome.SUCCEEDED).count() == 1
+    retried = wait_for(
+        lambda: Job.objects.filter(release=release, kind=Job.Kind.SCAN, state="finished").exclude(pk=scan.pk).first()
+    )
+    assert retried.outcome == Job.Outcome.SUCCEEDED, retried.error
+    assert Sbom.objects.get(release=release).scanned_at is not None
     with pytest.raises(ValidationError, match="GHSA-cccc-dddd-eeee"):
         deployment_request(release=release, environment=production, actor=None)
     assert not Deployment.objects.filter(environment=production).exists()
