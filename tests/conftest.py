@@ -120,10 +120,13 @@ def osv_clean(osv: OsvStandin) -> Iterator[OsvStandin]:
     osv.records.clear()
     osv.affects.clear()
     osv.failing = False
+    osv.page_size = 0
+    osv.requests.clear()
     yield osv
     osv.records.clear()
     osv.affects.clear()
     osv.failing = False
+    osv.page_size = 0
 
 
 @pytest.fixture(scope="session")

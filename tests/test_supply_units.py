@@ -219,3 +219,15 @@ def test_supply_pages_need_a_signed_in_user_and_answer_404_for_unknown_rows(clie
     assert admin_client.get("/releases/999999/sbom/").status_code == 404
     assert admin_client.get("/releases/999999/sbom.json").status_code == 404
     assert admin_client.get("/deployments/999999/summary/").status_code == 404
+
+
+def test_a_paged_batch_answer_is_followed_to_its_last_page(osv_clean):
+    for n in range(5):
+        osv_clean.add(f"GHSA-page-{n}", "tiny-dep", "1.0")
+    osv_clean.add("GHSA-other", "other", "2.0")
+    osv_clean.page_size = 2
+
+    found = osv.query_batch(["pkg:pypi/tiny-dep@1.0", "pkg:pypi/clean@1.0", "pkg:pypi/other@2.0"])
+
+    assert found == [[f"GHSA-page-{n}" for n in range(5)], [], ["GHSA-other"]]
+    assert sum(1 for method, path, _ in osv_clean.requests if path == "/v1/querybatch") == 3

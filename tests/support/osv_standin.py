@@ -18,6 +18,8 @@ class OsvStandin(JsonServer):
         self.records: dict[str, dict[str, Any]] = {}
         self.affects: dict[tuple[str, str], list[str]] = {}
         self.failing = False
+        # Ids per result before a next_page_token (the real service pages large answers).
+        self.page_size = 0
         super().__init__(self._route, port)
 
     def add(
@@ -66,9 +68,14 @@ class OsvStandin(JsonServer):
             for query in body["queries"]:
                 purl = PackageURL.from_string(query["package"]["purl"])
                 ids = self.affects.get((str(canonicalize_name(purl.name)), purl.version or ""), [])
-                results.append(
-                    {"vulns": [{"id": i, "modified": self.records[i]["modified"]} for i in ids]} if ids else {}
-                )
+                start = int(query.get("page_token") or 0)
+                end = start + self.page_size if self.page_size else len(ids)
+                result: dict[str, Any] = {}
+                if ids[start:end]:
+                    result["vulns"] = [{"id": i, "modified": self.records[i]["modified"]} for i in ids[start:end]]
+                if end < len(ids):
+                    result["next_page_token"] = str(end)
+                results.append(result)
             return 200, {"results": results}
         if method == "GET" and path.startswith("/v1/vulns/"):
             record = self.records.get(unquote(path.removeprefix("/v1/vulns/")))
