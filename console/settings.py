@@ -265,8 +265,22 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Supply chain: vulnerability data, download statistics, credential age.
+OSV_API_URL = env_str("OSV_API_URL", "https://api.osv.dev").rstrip("/")
+PYPISTATS_API_URL = env_str("PYPISTATS_API_URL", "https://pypistats.org/api").rstrip("/")
+SCAN_RETRY_INTERVAL = env_int("SCAN_RETRY_INTERVAL", 900, minimum=10)
+CREDENTIAL_MAX_AGE_DAYS = env_int("CREDENTIAL_MAX_AGE_DAYS", 180, minimum=1)
+CREDENTIAL_WARN_AGE_DAYS = env_int("CREDENTIAL_WARN_AGE_DAYS", 150, minimum=1)
+if CREDENTIAL_WARN_AGE_DAYS > CREDENTIAL_MAX_AGE_DAYS:
+    raise ImproperEnvironment("CREDENTIAL_WARN_AGE_DAYS must not exceed CREDENTIAL_MAX_AGE_DAYS")
+
+_DAY = 24 * 3600.0
 CELERY_BEAT_SCHEDULE = {
     "reap-jobs": {"task": "releases.tasks.reap", "schedule": float(REAPER_INTERVAL)},
+    "scan-unscanned-releases": {"task": "releases.tasks.scan_pending", "schedule": float(SCAN_RETRY_INTERVAL)},
+    "credentials-age": {"task": "releases.tasks.credentials_age_check", "schedule": _DAY},
+    "vulnerabilities-recheck": {"task": "releases.tasks.vulnerabilities_recheck", "schedule": _DAY},
+    "downloads-fetch": {"task": "releases.tasks.downloads_fetch", "schedule": _DAY},
 }
 
 LOGGING = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
+from releases.services import monitoring, scans
 from releases.services.approvals import approvals_expire
 from releases.services.jobs import jobs_reap
 from releases.services.pipeline import job_run
@@ -24,3 +25,23 @@ def reap() -> None:
 @shared_task(name="releases.tasks.process_webhook")
 def process_webhook(delivery_id: int) -> None:
     webhook_process(delivery_id)
+
+
+@shared_task(name="releases.tasks.scan_pending")
+def scan_pending() -> None:
+    scans.scan_pending()
+
+
+@shared_task(name="releases.tasks.vulnerabilities_recheck")
+def vulnerabilities_recheck() -> None:
+    scans.vulnerabilities_recheck()
+
+
+@shared_task(name="releases.tasks.credentials_age_check")
+def credentials_age_check() -> None:
+    monitoring.credentials_age_check()
+
+
+@shared_task(name="releases.tasks.downloads_fetch")
+def downloads_fetch() -> None:
+    monitoring.downloads_fetch_all()

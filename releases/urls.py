@@ -11,6 +11,7 @@ from releases.views import (
     refs,
     release_pages,
     second_factor,
+    supply,
     webhooks,
 )
 
@@ -40,4 +41,10 @@ urlpatterns: list[URLPattern] = [
     path("account/second-factor/", second_factor.second_factor, name="second_factor"),
     path("account/second-factor/confirm/", second_factor.second_factor_confirm_view, name="second_factor_confirm"),
     path("account/second-factor/verify/", second_factor.second_factor_verify, name="second_factor_verify"),
+    path("releases/<int:release_id>/sbom/", supply.release_sbom, name="release_sbom"),
+    path("releases/<int:release_id>/sbom.json", supply.release_sbom_json, name="release_sbom_json"),
+    path("deployments/<int:deployment_id>/summary/", supply.deployment_summary_page, name="deployment_summary"),
+    path(
+        "deployments/<int:deployment_id>/summary.md", supply.deployment_summary_markdown, name="deployment_summary_md"
+    ),
 ]

@@ -10,6 +10,8 @@ from django.db import connection
 from releases.models import Deployment, Environment, Project, Release
 from releases.services.projects import environment_create, project_create
 from tests.support.devpi import DevpiServer, IndexAccount
+from tests.support.osv_standin import OsvStandin
+from tests.support.pypistats_standin import PypistatsStandin
 from tests.support.sample import SampleRepo
 from tests.support.worker import WorkerProcess
 
@@ -101,3 +103,37 @@ def wait_final(deployment: Deployment, timeout: float = 120) -> Deployment:
 def _close_connection_after_test() -> Iterator[None]:
     yield
     connection.close()
+
+
+@pytest.fixture(scope="session")
+def osv() -> Iterator[OsvStandin]:
+    """The OSV stand-in, on the port OSV_API_URL names (tests/environment.py)."""
+    from django.conf import settings
+
+    server = OsvStandin(port=int(settings.OSV_API_URL.rsplit(":", 1)[1])).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def osv_clean(osv: OsvStandin) -> Iterator[OsvStandin]:
+    osv.records.clear()
+    osv.affects.clear()
+    osv.failing = False
+    osv.page_size = 0
+    osv.requests.clear()
+    yield osv
+    osv.records.clear()
+    osv.affects.clear()
+    osv.failing = False
+    osv.page_size = 0
+
+
+@pytest.fixture(scope="session")
+def pypistats() -> Iterator[PypistatsStandin]:
+    from django.conf import settings
+
+    port = int(settings.PYPISTATS_API_URL.removesuffix("/api").rsplit(":", 1)[1])
+    server = PypistatsStandin(port=port).start()
+    yield server
+    server.stop()

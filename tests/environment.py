@@ -8,6 +8,7 @@ filesystem broker: those are the production components.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 _var = Path(tempfile.mkdtemp(prefix="console-tests-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 defaults = {
     "CONSOLE_MODE": "embedded",
@@ -42,6 +50,9 @@ defaults = {
     "GITHUB_POLL_MAX_MS": "200",
     "GITHUB_FIND_RUN_TIMEOUT": "10",
     "GITHUB_RUN_TIMEOUT": "60",
+    # Loopback stand-ins (tests/support) listen here; nothing reaches the public services.
+    "OSV_API_URL": f"http://127.0.0.1:{_free_port()}",
+    "PYPISTATS_API_URL": f"http://127.0.0.1:{_free_port()}/api",
 }
 for key, value in defaults.items():
     os.environ.setdefault(key, value)

@@ -8,20 +8,29 @@ from releases.models.github import WebhookDelivery, WorkflowRun
 from releases.models.jobs import Job, JobLogLine
 from releases.models.projects import Credential, Environment, Project
 from releases.models.releases import Artifact, Release
+from releases.models.severity import BlockSeverity, Severity
+from releases.models.supply import CheckResult, DownloadCount, Sbom, VulnerabilityAlert, VulnerabilityFinding
 
 __all__ = [
     "Approval",
     "Artifact",
     "AuditChainHead",
     "AuditEvent",
+    "BlockSeverity",
+    "CheckResult",
     "Credential",
     "Deployment",
     "DeploymentFile",
+    "DownloadCount",
     "Environment",
     "Job",
     "JobLogLine",
     "Project",
     "Release",
+    "Sbom",
+    "Severity",
+    "VulnerabilityAlert",
+    "VulnerabilityFinding",
     "WebhookDelivery",
     "WorkflowRun",
 ]

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Lower
 
+from releases.models.severity import BlockSeverity
+
 
 class Credential(models.Model):
     """A secret (an index token, a GitHub token, a webhook secret).
@@ -32,6 +34,16 @@ class Credential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (…{self.last_four})"
+
+    @property
+    def scope_warning(self) -> str:
+        """Shown beside an account-wide token wherever it is listed or edited."""
+        if self.scope != self.Scope.ACCOUNT:
+            return ""
+        return (
+            "Account-wide token: it can publish every project of the account, so a leak reaches all of them. "
+            "Replace it with a token scoped to this project once the project exists on the index."
+        )
 
 
 class Project(models.Model):
@@ -94,6 +106,12 @@ class Environment(models.Model):
         max_length=50, blank=True, help_text="The 'environment' input given to the GitHub workflow."
     )
     position = models.PositiveSmallIntegerField(default=0, help_text="Order on the dashboard.")
+    block_severity = models.CharField(
+        max_length=10,
+        choices=BlockSeverity.choices,
+        default=BlockSeverity.NONE,
+        help_text="Refuse a push when the release has a known vulnerability at or above this severity.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

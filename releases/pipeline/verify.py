@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import storages
 
 from releases.models import Artifact, Deployment, Project
 from releases.pipeline import index_client, runner
+from releases.pipeline.checks import DEPENDENCIES_RESOLVE, FILES_ON_INDEX, INSTALLS, checked
 from releases.pipeline.context import JobContext
 from releases.pipeline.errors import StepFailed, TransientError
 from releases.pipeline.tools import python_bin, uv_bin
@@ -22,6 +24,7 @@ class VerifyOutput:
     files: dict[str, str]
     modules: list[str]
     seconds: float
+    python: Path
 
 
 def verify_deployment(ctx: JobContext, deployment: Deployment) -> VerifyOutput:
@@ -29,7 +32,10 @@ def verify_deployment(ctx: JobContext, deployment: Deployment) -> VerifyOutput:
     2. Make a fresh ``uv venv`` that reads no user or site configuration.
     3. Install ``name==version`` from the environment's index only, its
        dependencies from the fallback index, with our digests required.
-    4. Import the top-level modules, and check dependency consistency."""
+    4. Import the top-level modules, and check dependency consistency.
+
+    Steps 1, 3-4 and the consistency check are each recorded as a
+    post-publication check of the deployment."""
     started = time.monotonic()
     environment = deployment.environment
     release = deployment.release
@@ -38,7 +44,8 @@ def verify_deployment(ctx: JobContext, deployment: Deployment) -> VerifyOutput:
     # is checked against the digests found on the index, and any difference
     # from the console's build is recorded rather than refused.
     own_build = release.project.publish_mode != Project.PublishMode.WORKFLOW
-    found = wait_for_files(ctx, deployment, own_build=own_build)
+    with checked(deployment, FILES_ON_INDEX, f"every file listed with its sha256 on {environment.index_url}"):
+        found = wait_for_files(ctx, deployment, own_build=own_build)
     venv = ctx.workdir / "venv"
     ctx.step("creating a clean environment")
     runner.run(
@@ -77,38 +84,40 @@ def verify_deployment(ctx: JobContext, deployment: Deployment) -> VerifyOutput:
         f"{release.project.name}=={release.version}",
         "(sha256 required)",
     ]
-    for attempt in range(1, settings.VERIFY_ATTEMPTS + 1):
-        ctx.step(f"installing {release.project.name}=={release.version} (attempt {attempt})")
-        result = runner.run(ctx, argv, show=show, check=False)
-        if result.returncode == 0:
-            break
-        if any("Hash mismatch" in line for line in result.tail):
-            raise StepFailed(
-                f"The index served {release.project.name} {release.version} with a sha256 that is not one of "
-                "the release's artifacts: what is on the index is not what the console built."
-            )
-        if attempt == settings.VERIFY_ATTEMPTS:
-            raise StepFailed(
-                f"{release.project.name}=={release.version} did not install from {environment.index_url} after "
-                f"{attempt} attempts: {result.tail[-1].strip() if result.tail else 'see the log'}"
-            )
-        time.sleep(settings.VERIFY_BACKOFF * 2 ** (attempt - 1))
-    modules = top_level_modules(artifacts)
-    ctx.step("importing " + ", ".join(modules))
-    runner.run(
-        ctx,
-        [
-            str(python),
-            "-I",
-            "-c",
-            "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n    print('imported', m)",
-            *modules,
-        ],
-        show=["python", "-c", "import " + ", ".join(modules)],
-    )
+    with checked(deployment, INSTALLS, f"installed from {environment.index_url} and imported"):
+        for attempt in range(1, settings.VERIFY_ATTEMPTS + 1):
+            ctx.step(f"installing {release.project.name}=={release.version} (attempt {attempt})")
+            result = runner.run(ctx, argv, show=show, check=False)
+            if result.returncode == 0:
+                break
+            if any("Hash mismatch" in line for line in result.tail):
+                raise StepFailed(
+                    f"The index served {release.project.name} {release.version} with a sha256 that is not one of "
+                    "the release's artifacts: what is on the index is not what the console built."
+                )
+            if attempt == settings.VERIFY_ATTEMPTS:
+                raise StepFailed(
+                    f"{release.project.name}=={release.version} did not install from {environment.index_url} after "
+                    f"{attempt} attempts: {result.tail[-1].strip() if result.tail else 'see the log'}"
+                )
+            time.sleep(settings.VERIFY_BACKOFF * 2 ** (attempt - 1))
+        modules = top_level_modules(artifacts)
+        ctx.step("importing " + ", ".join(modules))
+        runner.run(
+            ctx,
+            [
+                str(python),
+                "-I",
+                "-c",
+                "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n    print('imported', m)",
+                *modules,
+            ],
+            show=["python", "-c", "import " + ", ".join(modules)],
+        )
     ctx.step("checking dependency consistency")
-    runner.run(ctx, [uv_bin(), "pip", "check", "--no-config", "--python", str(python)], show=["uv", "pip", "check"])
-    return VerifyOutput(files=found, modules=modules, seconds=time.monotonic() - started)
+    with checked(deployment, DEPENDENCIES_RESOLVE, "uv pip check: all installed packages are compatible"):
+        runner.run(ctx, [uv_bin(), "pip", "check", "--no-config", "--python", str(python)], show=["uv", "pip", "check"])
+    return VerifyOutput(files=found, modules=modules, seconds=time.monotonic() - started, python=python)
 
 
 def wait_for_files(ctx: JobContext, deployment: Deployment, *, own_build: bool = True) -> dict[str, str]:

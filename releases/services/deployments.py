@@ -122,8 +122,13 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
 
 
 def deployment_check_rules(release: Release, environment: Environment) -> None:
+    from releases.supply_selectors import scan_policy_problem
+
     if release.build_state == Release.BuildState.FAILED:
         raise ValidationError(f"{release} failed to build; create a new version instead.")
+    policy = scan_policy_problem(release, environment)
+    if policy:
+        raise ValidationError(policy)
     if environment.allowed_ref_pattern and not fnmatchcase(release.ref, environment.allowed_ref_pattern):
         raise ValidationError(
             f"{environment.title} only takes releases from refs matching {environment.allowed_ref_pattern!r}; "

@@ -6,7 +6,9 @@ build succeeded    → the release is built; waiting deployments queue uploads
 upload succeeded   → the deployment verifies at once (no poll in between)
 dispatch succeeded → the run it started is followed to its end
 track succeeded    → the run published; the deployment verifies
-verify succeeded → the deployment succeeded, with its summary
+verify succeeded   → the deployment succeeded, with its summary (the first
+                     verify of a release also stores its SBOM and scans it)
+scan               → a retried scan of the release's SBOM components
 any failure      → the release or deployment fails with the job's reason
 """
 
@@ -19,10 +21,12 @@ import traceback
 from django.db import transaction
 from django.utils import timezone
 
-from releases.models import Deployment, DeploymentFile, Job
+from releases.models import Deployment, DeploymentFile, Job, Release, Sbom
+from releases.pipeline import checks
 from releases.pipeline.build import build_release
 from releases.pipeline.context import JobContext
 from releases.pipeline.errors import JobLost, StepFailed, TransientError
+from releases.pipeline.sbom import make_sbom
 from releases.pipeline.upload import upload_deployment
 from releases.pipeline.verify import VerifyOutput, verify_deployment
 from releases.pipeline.workflow import dispatch_deployment, track_deployment
@@ -31,6 +35,9 @@ from releases.services.approvals import approvals_problem
 from releases.services.deployments import deployment_transition
 from releases.services.jobs import job_claim, job_create, job_finish
 from releases.services.releases import release_mark_building, release_record_build, release_record_build_failure
+from releases.services.scans import release_scan
+from releases.services.supply import sbom_record
+from releases.supply_selectors import scan_policy_problem
 
 logger = logging.getLogger(__name__)
 Status = Deployment.Status
@@ -85,6 +92,9 @@ def _run_step(ctx: JobContext, job: Job) -> None:
             ctx.log.write(f"twine check warning: {warning}")
         release_record_build(job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings)
         return
+    if job.kind == Job.Kind.SCAN:
+        _scan(ctx, job.release)
+        return
     deployment = job.deployment
     if deployment is None:
         raise StepFailed(f"{job.get_kind_display()} job has no deployment")
@@ -92,6 +102,7 @@ def _run_step(ctx: JobContext, job: Job) -> None:
         _upload(ctx, deployment)
     elif job.kind == Job.Kind.VERIFY:
         output = verify_deployment(ctx, deployment)
+        _post_publication(ctx, deployment, output)
         _record_verified(deployment, output)
     elif job.kind == Job.Kind.DISPATCH:
         _dispatch(ctx, deployment)
@@ -102,29 +113,62 @@ def _run_step(ctx: JobContext, job: Job) -> None:
 
 
 def _upload(ctx: JobContext, deployment: Deployment) -> None:
-    deployment.refresh_from_db()
-    if deployment.status == Status.QUEUED:
-        deployment_transition(deployment, Status.UPLOADING)
-    elif deployment.status != Status.UPLOADING:  # a second run after a lost worker keeps UPLOADING
-        raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was uploaded.")
-    # Checked again here, right before the first byte leaves.
-    problem = approvals_problem(deployment)
-    if problem:
-        raise StepFailed(f"Not uploaded: {problem}")
+    _gate(deployment, "uploaded")
     upload_deployment(ctx, deployment)
 
 
 def _dispatch(ctx: JobContext, deployment: Deployment) -> None:
+    _gate(deployment, "dispatched")
+    dispatch_deployment(ctx, deployment)
+
+
+def _gate(deployment: Deployment, what: str) -> None:
+    """Move to UPLOADING, then check the four-eyes rules and the scan policy
+    again, right before the first byte leaves (or the workflow starts)."""
     deployment.refresh_from_db()
     if deployment.status == Status.QUEUED:
         deployment_transition(deployment, Status.UPLOADING)
-    elif deployment.status != Status.UPLOADING:
-        raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was dispatched.")
-    # The same gate as an upload, right before the workflow is started.
-    problem = approvals_problem(deployment)
+    elif deployment.status != Status.UPLOADING:  # a second run after a lost worker keeps UPLOADING
+        raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was {what}.")
+    problem = approvals_problem(deployment) or scan_policy_problem(deployment.release, deployment.environment)
     if problem:
-        raise StepFailed(f"Not dispatched: {problem}")
-    dispatch_deployment(ctx, deployment)
+        raise StepFailed(f"Not {what}: {problem}")
+
+
+def _post_publication(ctx: JobContext, deployment: Deployment, output: VerifyOutput) -> None:
+    """After a verify install:
+
+    1. The release's SBOM, made once from this environment before its
+       folder goes, then its vulnerability scan. An unreachable service
+       does not fail the deployment (the files are published): the SBOM
+       keeps the reason and the beat's ``scan_pending`` retries it as a
+       scan job.
+    2. The checks the install does not cover; any failed check fails the
+       job, naming each.
+    """
+    release = deployment.release
+    made = None
+    if not Sbom.objects.filter(release=release).exists():
+        made = sbom_record(release, make_sbom(ctx, output.python))
+    if made is not None:
+        _scan(ctx, release, retried_later=True)
+    failed = checks.after_install_checks(ctx, deployment, output.python)
+    if failed:
+        raise StepFailed("Post-publication checks failed. " + " ".join(failed))
+
+
+def _scan(ctx: JobContext, release: Release, *, retried_later: bool = False) -> None:
+    ctx.step("asking the vulnerability service about every SBOM component")
+    try:
+        report = release_scan(release)
+    except TransientError as exc:
+        if not retried_later:
+            raise
+        ctx.log.write(f"vulnerability scan not done: {exc}")
+        return
+    ctx.log.write(f"{report.components} components scanned, {len(report.new_findings)} new findings")
+    for finding in report.new_findings:
+        ctx.log.write(f"{finding.vuln_id}: {finding.package} {finding.version} ({finding.severity})")
 
 
 def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
@@ -177,5 +221,7 @@ def deployment_summary(deployment: Deployment) -> dict[str, object]:
             for f in deployment.files.select_related("artifact")
         },
         "steps": {j.kind: round(j.duration_seconds or 0, 2) for j in jobs},
+        "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in deployment.checks.all()},
+        "sbom_components": Sbom.objects.filter(release=deployment.release).values_list("components", flat=True).first(),
         "finished_at": timezone.now().isoformat(),
     }

@@ -14,7 +14,7 @@ build-backend = "setuptools.build_meta"
 name = "{name}"
 version = "{version}"
 description = "A sample package for the release console's tests."
-readme = "README.md"
+readme = {{file = "{readme_file}", content-type = "{content_type}"}}
 requires-python = ">=3.8"
 dependencies = [{dependencies}]
 """
@@ -54,12 +54,24 @@ class SampleRepo:
         *,
         tag: str | None = None,
         readme: str = "# Sample\n\nHello.\n",
+        readme_file: str = "README.md",
         dependencies: list[str] | None = None,
         body: str = "",
     ) -> str:
         deps = ", ".join(f'"{d}"' for d in dependencies or [])
-        (self.path / "pyproject.toml").write_text(PYPROJECT.format(name=self.name, version=version, dependencies=deps))
-        (self.path / "README.md").write_text(readme)
+        content_type = "text/x-rst" if readme_file.endswith(".rst") else "text/markdown"
+        (self.path / "pyproject.toml").write_text(
+            PYPROJECT.format(
+                name=self.name,
+                version=version,
+                dependencies=deps,
+                readme_file=readme_file,
+                content_type=content_type,
+            )
+        )
+        for old in self.path.glob("README.*"):
+            old.unlink()
+        (self.path / readme_file).write_text(readme)
         package = self.path / "src" / self.module
         package.mkdir(parents=True, exist_ok=True)
         (package / "__init__.py").write_text(f'__version__ = "{version}"\n{body}')
@@ -68,3 +80,20 @@ class SampleRepo:
         if tag:
             git(self.path, "tag", tag)
         return git(self.path, "rev-parse", "HEAD")
+
+
+def build_wheel(repo: SampleRepo, out: Path) -> Path:
+    """Build ``repo``'s wheel with uv, as a maintainer would, and return its path."""
+    import os
+
+    from releases.pipeline.tools import uv_bin
+
+    before = set(out.glob("*.whl")) if out.exists() else set()
+    subprocess.run(
+        [uv_bin(), "build", "--wheel", "--out-dir", str(out), str(repo.path)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "UV_NATIVE_TLS": "1"},
+    )
+    (made,) = set(out.glob("*.whl")) - before
+    return made

@@ -1,0 +1,56 @@
+"""The SBOM step: a CycloneDX 1.6 JSON document of what the verify
+environment holds (the package and its resolved runtime dependencies)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from releases.pipeline import runner
+from releases.pipeline.context import JobContext
+from releases.pipeline.errors import StepFailed
+from releases.pipeline.tools import python_bin
+
+SPEC_VERSION = "1.6"
+
+
+def make_sbom(ctx: JobContext, venv_python: Path) -> dict[str, Any]:
+    """Run cyclonedx-py on the environment of ``venv_python`` and read its output."""
+    ctx.step("making the SBOM (CycloneDX 1.6)")
+    output = ctx.workdir / "sbom.cdx.json"
+    # Reference: https://cyclonedx-bom-tool.readthedocs.io/en/latest/usage.html#for-python-virtual-environment
+    runner.run(
+        ctx,
+        [
+            python_bin(),
+            "-m",
+            "cyclonedx_py",
+            "environment",
+            str(venv_python),
+            "--spec-version",
+            SPEC_VERSION,
+            "--output-format",
+            "JSON",
+            "--output-reproducible",
+            "--output-file",
+            str(output),
+        ],
+        show=[
+            "cyclonedx-py",
+            "environment",
+            "venv/bin/python",
+            "--spec-version",
+            SPEC_VERSION,
+            "--output-format",
+            "JSON",
+        ],
+    )
+    try:
+        document: dict[str, Any] = json.loads(output.read_text())
+    except (OSError, ValueError) as exc:
+        raise StepFailed(f"cyclonedx-py wrote no readable SBOM: {exc}") from None
+    if document.get("bomFormat") != "CycloneDX" or document.get("specVersion") != SPEC_VERSION:
+        raise StepFailed("cyclonedx-py wrote something that is not a CycloneDX 1.6 document.")
+    ctx.log.write(f"SBOM: {len(document.get('components', []))} components")
+    return document

@@ -1,0 +1,58 @@
+"""After release: download counts, and credentials getting old."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.mail import send_mail
+from django.db import transaction
+
+from releases.models import DownloadCount, Project
+from releases.pipeline import pypistats
+from releases.pipeline.errors import StepFailed, TransientError
+from releases.services.scans import admin_emails
+from releases.supply_selectors import CredentialAge, credential_age_warnings
+
+logger = logging.getLogger(__name__)
+
+
+def downloads_fetch(project: Project) -> int:
+    """Store the project's daily downloads, overall and by Python version."""
+    rows = [(DownloadCount.Category.OVERALL, count) for count in pypistats.daily_counts(project.name, "overall")] + [
+        (DownloadCount.Category.PYTHON_MINOR, count) for count in pypistats.daily_counts(project.name, "python_minor")
+    ]
+    with transaction.atomic():
+        for category, count in rows:
+            DownloadCount.objects.update_or_create(
+                project=project,
+                date=count.day,
+                category=category,
+                label=count.label[:40],
+                defaults={"downloads": count.downloads},
+            )
+    return len(rows)
+
+
+def downloads_fetch_all() -> dict[str, int]:
+    stored: dict[str, int] = {}
+    for project in Project.objects.all():
+        try:
+            stored[project.name] = downloads_fetch(project)
+        except (TransientError, StepFailed) as exc:
+            logger.warning("downloads of %s: %s", project.name, exc)
+    return stored
+
+
+def credentials_age_check() -> list[CredentialAge]:
+    """Email the administrators about credentials past the warning age."""
+    warnings = credential_age_warnings()
+    recipients = admin_emails()
+    if warnings and recipients:
+        send_mail(
+            subject=f"[release console] {len(warnings)} credentials need replacing",
+            message="\n".join(f"- {w.message}" for w in warnings)
+            + "\n\nReplace each with a new token from its index, then delete the old token there.",
+            from_email=None,
+            recipient_list=recipients,
+        )
+    return warnings

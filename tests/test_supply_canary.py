@@ -1,0 +1,93 @@
+"""A planted index token never appears in plaintext anywhere the supply-chain
+steps write or show: a dump of the database, the worker's log, job logs,
+broker traffic, and the SBOM and summary pages."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from releases.models import Deployment, JobLogLine, Sbom
+from releases.services.deployments import deployment_request
+from releases.services.projects import environment_create
+from releases.services.releases import release_create
+from tests.conftest import wait_built, wait_final, wait_for
+from tests.support.broker import BrokerRecorder
+
+CANARY = "pypi-AgEIcHlwaS5vcmc" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+
+
+@pytest.fixture
+def broker() -> Iterator[BrokerRecorder]:
+    recorder = BrokerRecorder(settings.REDIS_URL)
+    recorder.start()
+    yield recorder
+    recorder.stop()
+
+
+def database_dump() -> str:
+    db = connection.settings_dict
+    return subprocess.run(
+        [
+            "pg_dump",
+            "--no-owner",
+            "-h",
+            db["HOST"] or "127.0.0.1",
+            "-p",
+            str(db["PORT"] or 5432),
+            "-U",
+            db["USER"] or "postgres",
+            db["NAME"],
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PGPASSWORD": db["PASSWORD"] or ""},
+    ).stdout
+
+
+def test_a_planted_token_is_absent_from_the_dump_logs_broker_and_supply_pages(
+    worker, project, devpi, osv_clean, broker, admin_client
+):
+    account = devpi.new_index(password=CANARY)
+    environment = environment_create(
+        name="test-pypi",
+        title="Test PyPI",
+        upload_url=account.upload_url,
+        index_url=account.simple_url,
+        username=account.user,
+        token=CANARY,
+        actor=None,
+    )
+    release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
+    deployment = wait_final(deployment_request(release=release, environment=environment, actor=None))
+    # The token was really used: the index accepted the upload it authenticated.
+    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
+    assert devpi.upload_requests(account) >= 2
+    wait_for(lambda: Sbom.objects.filter(release=release, scanned_at__isnull=False).exists())
+
+    dump = database_dump()
+    pages = [
+        admin_client.get(url).content.decode()
+        for url in [
+            f"/releases/{release.pk}/sbom/",
+            f"/releases/{release.pk}/sbom.json",
+            f"/deployments/{deployment.pk}/summary/",
+            f"/deployments/{deployment.pk}/summary.md",
+        ]
+    ]
+    job_logs = "\n".join(JobLogLine.objects.values_list("text", flat=True))
+
+    assert "COPY public.releases_credential" in dump  # the dump really holds the tables
+    assert "sample-pkg" in dump and CANARY not in dump
+    assert "==> done" in job_logs and CANARY not in job_logs
+    assert "releases.tasks.run_job" in worker.log_text() and CANARY not in worker.log_text()
+    assert broker.lines and not [line for line in broker.lines if CANARY in line]
+    for page in pages:
+        assert "sample" in page and CANARY not in page
