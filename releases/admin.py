@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.db import transaction
+from django.contrib import admin, messages
+from django.db import models, transaction
 from django.http import HttpRequest
 
 from releases.models import Credential, Deployment, Environment, Job, Project, Release, WebhookDelivery, WorkflowRun
@@ -56,9 +56,28 @@ class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             obj.pk = created.pk
             obj.refresh_from_db()
             return
-        obj.save(update_fields=["name", "kind", "scope", "username"])
+        with transaction.atomic():
+            obj.save(update_fields=["name", "kind", "scope", "username"])
+            audit_record(
+                actor=request.user,
+                action="credential.changed",
+                target=obj,
+                data={"name": obj.name, "kind": obj.kind, "scope": obj.scope, "username": obj.username},
+            )
         if token:
             credential_set_value(obj, token, actor=request.user)
+
+    def response_add(self, request: HttpRequest, obj: Credential, *args: Any, **kwargs: Any) -> Any:
+        self._warn_scope(request, obj)
+        return super().response_add(request, obj, *args, **kwargs)
+
+    def response_change(self, request: HttpRequest, obj: Credential) -> Any:
+        self._warn_scope(request, obj)
+        return super().response_change(request, obj)
+
+    def _warn_scope(self, request: HttpRequest, credential: Credential) -> None:
+        if credential.scope_warning:
+            messages.warning(request, credential.scope_warning)
 
     def has_delete_permission(self, request: HttpRequest, obj: Credential | None = None) -> bool:
         return False  # environments and projects point at credentials; replace the value instead
@@ -66,6 +85,8 @@ class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 class AuditedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Saves made in the admin are audited like every other change."""
+
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
         model = obj._meta.model_name

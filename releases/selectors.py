@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Prefetch, Q, QuerySet
 from django.utils import timezone
 from packaging.metadata import Metadata
 from packaging.requirements import Requirement
@@ -189,8 +189,11 @@ def job_log_page(job: Job, before: int | None = None, limit: int = LOG_PAGE_LINE
 
 def deployment_history(filters: dict[str, Any]) -> QuerySet[Deployment]:
     """Every deployment ever, newest first, narrowed by the history form's values."""
-    deployments = Deployment.objects.select_related("release__project", "environment", "requested_by").order_by(
-        "-created_at", "-id"
+    approved = Approval.objects.filter(decision=Approval.Decision.APPROVE).select_related("approver")
+    deployments = (
+        Deployment.objects.select_related("release__project", "environment", "requested_by")
+        .prefetch_related(Prefetch("approvals", queryset=approved, to_attr="approvals_granted"))
+        .order_by("-created_at", "-id")
     )
     if filters.get("project"):
         deployments = deployments.filter(release__project=filters["project"])

@@ -52,6 +52,13 @@ class HistoryFilterForm(forms.Form):
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Requested on or before."
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # People know environments by the title on the buttons ("Test PyPI").
+        environment = self.fields["environment"]
+        assert isinstance(environment, forms.ModelChoiceField)
+        environment.label_from_instance = lambda env: env.title  # type: ignore[method-assign,assignment]
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         start, end = data.get("date_from"), data.get("date_to")
