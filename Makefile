@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_INSTALL := $(BIN)/uv pip sync --no-config --native-tls --index-url https://pypi.org/simple/ --require-hashes --python $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
+.PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+# Refresh the screenshots in docs/ from the browser tests.
+screenshots: install
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/test_console_browser.py tests/test_approvals_browser.py
 
 lint: install
 	$(BIN)/ruff check releases console tests bench

@@ -19,7 +19,7 @@ from releases.services.projects import environment_create
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
 from tests.support.console import person_with_role
-from tests.test_console_browser import CHROMIUM, browser, page, sign_in  # noqa: F401  (fixtures)
+from tests.test_console_browser import CHROMIUM, SCREENSHOTS, browser, page, sign_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
@@ -75,6 +75,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     page.get_by_label("Code from your app, or a recovery code").fill(f"{code:06d}")
     page.get_by_role("button", name="Verify").click()
     page.get_by_label("Comment").fill("Same digests as on Test PyPI.")
+    page.screenshot(path=str(SCREENSHOTS / "approval.png"), full_page=True)
     page.get_by_role("button", name="Approve these files").click()
 
     final = wait_final(pushed, timeout=180)

@@ -3,7 +3,9 @@ live server, a Celery worker, PostgreSQL, Redis and a devpi index."""
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from releases.models import Deployment, Release
 from releases.services.projects import environment_create
 from tests.support.console import PASSWORD, ReleaseFactory, person_with_role
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# `make screenshots` sets CONSOLE_SCREENSHOTS=docs/screenshots to refresh the
+# committed pictures; an ordinary test run keeps its pictures to itself.
+SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="console-screenshots-"))
 CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
