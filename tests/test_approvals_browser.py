@@ -32,6 +32,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     sandbox,
     devpi,
     index_account,
+    osv_clean,
 ):
     production = devpi.new_index()  # stands in for PyPI
     pypi = environment_create(
