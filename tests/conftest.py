@@ -101,3 +101,11 @@ def wait_final(deployment: Deployment, timeout: float = 120) -> Deployment:
 def _close_connection_after_test() -> Iterator[None]:
     yield
     connection.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    import sys
+
+    chaos = sys.modules.get("tests.test_chaos")
+    if chaos is not None:
+        chaos.print_summary(terminalreporter.write_line)

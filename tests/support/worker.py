@@ -16,14 +16,20 @@ from django.db import connection
 class WorkerProcess:
     """One ``celery worker`` process on the test database and queue."""
 
-    def __init__(self, logdir: Path, name: str = "worker") -> None:
+    def __init__(
+        self, logdir: Path, name: str = "worker", *, env: dict[str, str] | None = None, pool: str = "solo"
+    ) -> None:
         self.logdir = logdir
         self.name = name
+        self._env = env
+        self.pool = pool
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = logdir / f"{name}.log"
         self.starts = 0
 
     def env(self) -> dict[str, str]:
+        if self._env is not None:
+            return self._env
         db = connection.settings_dict
         url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
         return {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
@@ -41,7 +47,7 @@ class WorkerProcess:
                 "console",
                 "worker",
                 "--pool",
-                "solo",
+                self.pool,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
