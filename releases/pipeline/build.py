@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,31 +44,62 @@ def build_release(ctx: JobContext, release: Release) -> BuildOutput:
     commit = fetch_source(ctx, release.project.source, release.ref, source)
     ctx.step(f"building sdist and wheel of {commit[:12]}")
     epoch = runner.run(ctx, [git_bin(), "-C", str(source), "log", "-1", "--format=%ct"], show=["git", "log", "-1"])
-    runner.run(
-        ctx,
-        [
-            uv_bin(),
-            "build",
-            "--sdist",
-            "--wheel",
-            "--out-dir",
-            str(dist),
-            "--python",
-            python_bin(),
-            "--default-index",
-            settings.BUILD_INDEX_URL,
-            "--no-config",
-            str(source),
-        ],
-        show=["uv", "build", "--sdist", "--wheel", "--out-dir", "dist", "src"],
-        # Timestamps from the commit, so that the same commit builds the same bytes.
-        env=runner.clean_env(ctx, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()}),
-    )
+    # Timestamps from the commit, so that the same commit builds the same bytes.
+    env = runner.clean_env(ctx, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()})
+    build_dists(ctx, source, dist, env)
     files = sorted(p for p in dist.iterdir() if p.suffix in {".whl", ".gz"})
     check_names(release, files)
     warnings = twine_check(ctx, release, files)
     ctx.step("storing artifacts")
     return BuildOutput(commit=commit, artifacts=[store(release, path) for path in files], warnings=warnings)
+
+
+def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) -> None:
+    """Build the sdist and the wheel side by side, each from its own copy of
+    the checkout (a build back-end writes into the tree: egg-info, build/).
+
+    Most of a small package's build is the back-end starting up, twice per
+    file; two processes at once take about half the time of one after the
+    other. Both read the same uv cache, which uv locks for itself.
+    """
+    wheel_source = ctx.workdir / "src-wheel"
+    shutil.copytree(source, wheel_source, symlinks=True)
+    failures: list[BaseException] = []
+
+    def build(kind: str, tree: Path) -> None:
+        try:
+            runner.run(
+                ctx,
+                [
+                    uv_bin(),
+                    "build",
+                    f"--{kind}",
+                    "--out-dir",
+                    str(dist),
+                    "--python",
+                    python_bin(),
+                    "--default-index",
+                    settings.BUILD_INDEX_URL,
+                    "--no-config",
+                    str(tree),
+                ],
+                show=["uv", "build", f"--{kind}", "--out-dir", "dist", "src"],
+                env=env,
+                prefix=f"[{kind}] ",
+            )
+        except BaseException as exc:  # re-raised in the job's own thread below
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=build, args=("sdist", source), name=f"job-{ctx.job.pk}-sdist"),
+        threading.Thread(target=build, args=("wheel", wheel_source), name=f"job-{ctx.job.pk}-wheel"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def fetch_source(ctx: JobContext, source: str, ref: str, target: Path) -> str:

@@ -88,16 +88,18 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     show: Sequence[str] | None = None,
+    prefix: str = "",
 ) -> Result:
     """Run ``argv`` and stream its output into the job log.
 
     ``show`` is the command as written in the log (for example without a
     path a person does not need); secrets never reach argv in the first
-    place, they travel in ``env``.
+    place, they travel in ``env``. ``prefix`` starts each of its log lines
+    (to tell apart two commands that run at once).
     """
     ctx.check_owned()
     limit = timeout or settings.JOB_COMMAND_TIMEOUT
-    ctx.log.write("$ " + " ".join(show or argv))
+    ctx.log.write(prefix + "$ " + " ".join(show or argv))
     process = subprocess.Popen(
         list(argv),
         cwd=cwd or ctx.workdir,
@@ -122,7 +124,7 @@ def run(
     try:
         assert process.stdout is not None
         for lines in _read_lines(process.stdout.fileno()):
-            ctx.log.write_lines(lines)
+            ctx.log.write_lines([prefix + line for line in lines] if prefix else lines)
             tail.extend(lines)
         returncode = process.wait()
     finally:
