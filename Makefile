@@ -24,9 +24,10 @@ run: install
 	$(BIN)/python manage.py run_embedded
 
 # The whole suite against PostgreSQL and Redis on localhost, with ruff and mypy.
+# Long benchmark and chaos runs are left to `make chaos`; the short forms run here.
 # pytest's exit code 5 (no tests collected) is a failure here.
 test: install lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
 # Refresh the screenshots in docs/ from the browser tests.
@@ -38,6 +39,23 @@ lint: install
 	$(BIN)/ruff format --check releases console tests bench
 	$(BIN)/mypy releases console
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# Faults mid-release (SIGKILLed workers, Redis and PostgreSQL restarts), each on
+# services of its own: the long forms, with a summary table at the end.
+chaos: install
+	$(BIN)/python -m pytest -m slow tests/test_chaos.py $(PYTEST_ARGS)
+
+# Benchmarks: each prints a table and, last, one line with its figure.
+# They use the bench database (BENCH_DATABASE_URL) and Redis db 5 (BENCH_REDIS_URL).
+bench-pipeline: install
+	$(BIN)/python -m bench.pipeline
+
+bench-logs: install
+	$(BIN)/python -m bench.logs
+
+bench-web: install
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.web
 
 check-deploy: install
 	CONSOLE_MODE=production DATABASE_URL=postgres://localhost/console REDIS_URL=redis://localhost:6379/0 \

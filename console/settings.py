@@ -264,6 +264,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker rides out a broker restart of any length: it reconnects until the
+# broker is back (the default gives up after 100 tries, and the worker exits),
+# and a job already running goes on: its row, not its message, is the truth,
+# and the reaper resends whatever the broker lost.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Supply chain: vulnerability data, download statistics, credential age.
 OSV_API_URL = env_str("OSV_API_URL", "https://api.osv.dev").rstrip("/")

@@ -137,3 +137,11 @@ def pypistats() -> Iterator[PypistatsStandin]:
     server = PypistatsStandin(port=port).start()
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    import sys
+
+    chaos = sys.modules.get("tests.test_chaos")
+    if chaos is not None:
+        chaos.print_summary(terminalreporter.write_line)

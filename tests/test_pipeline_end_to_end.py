@@ -39,8 +39,8 @@ def test_release_create_then_publish_ends_verified(worker, project, sandbox, dev
     lines = list(JobLogLine.objects.filter(job=upload).values_list("text", flat=True))
     assert any(line.startswith("$ twine upload") for line in lines)
     # sdist first.
-    uploads = [line for line in lines if line.startswith("==> uploading")]
-    assert uploads[0].endswith(".tar.gz")
+    upload_command = next(line for line in lines if line.startswith("$ twine upload"))
+    assert upload_command.index(".tar.gz") < upload_command.index(".whl")
     verify = Job.objects.get(deployment=deployment, kind=Job.Kind.VERIFY)
     assert JobLogLine.objects.filter(job=verify, text="imported sample_pkg").exists()
     actions = list(AuditEvent.objects.filter(object_type="deployment").values_list("action", flat=True))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,33 +42,80 @@ def build_release(ctx: JobContext, release: Release) -> BuildOutput:
     source = ctx.workdir / "src"
     dist = ctx.workdir / "dist"
     commit = fetch_source(ctx, release.project.source, release.ref, source)
-    ctx.step(f"building sdist and wheel of {commit[:12]}")
+    ctx.step(f"building sdist and wheel of {commit[:12]}, and twine check")
     epoch = runner.run(ctx, [git_bin(), "-C", str(source), "log", "-1", "--format=%ct"], show=["git", "log", "-1"])
-    runner.run(
-        ctx,
-        [
-            uv_bin(),
-            "build",
-            "--sdist",
-            "--wheel",
-            "--out-dir",
-            str(dist),
-            "--python",
-            python_bin(),
-            "--default-index",
-            settings.BUILD_INDEX_URL,
-            "--no-config",
-            str(source),
-        ],
-        show=["uv", "build", "--sdist", "--wheel", "--out-dir", "dist", "src"],
-        # Timestamps from the commit, so that the same commit builds the same bytes.
-        env=runner.clean_env(ctx, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()}),
-    )
-    files = sorted(p for p in dist.iterdir() if p.suffix in {".whl", ".gz"})
+    # Timestamps from the commit, so that the same commit builds the same bytes.
+    env = runner.clean_env(ctx, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()})
+    outputs = build_dists(ctx, source, dist, env)
+    files = sorted(path for path in dist.glob("*/*") if path.suffix in {".whl", ".gz"})
     check_names(release, files)
-    warnings = twine_check(ctx, release, files)
+    warnings = twine_warnings(release, outputs)
     ctx.step("storing artifacts")
     return BuildOutput(commit=commit, artifacts=[store(release, path) for path in files], warnings=warnings)
+
+
+def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) -> list[runner.Result]:
+    """Build the sdist and the wheel side by side, each from its own copy of
+    the checkout (a build back-end writes into the tree: egg-info, build/),
+    into ``dist/sdist`` and ``dist/wheel``, and ``twine check`` each as soon
+    as it is built. Returns the checks' results.
+
+    Most of a small package's build is the back-end starting up, twice per
+    file; two processes at once take about half the time of one after the
+    other. Both read the same uv cache, which uv locks for itself. The
+    threads touch no database: the log is written through its queue.
+    """
+    wheel_source = ctx.workdir / "src-wheel"
+    shutil.copytree(source, wheel_source, symlinks=True)
+    failures: list[BaseException] = []
+    checks: list[runner.Result] = []
+
+    def build(kind: str, tree: Path) -> None:
+        out = dist / kind
+        try:
+            runner.run(
+                ctx,
+                [
+                    uv_bin(),
+                    "build",
+                    f"--{kind}",
+                    "--out-dir",
+                    str(out),
+                    "--python",
+                    python_bin(),
+                    "--default-index",
+                    settings.BUILD_INDEX_URL,
+                    "--no-config",
+                    str(tree),
+                ],
+                show=["uv", "build", f"--{kind}", "--out-dir", "dist", "src"],
+                env=env,
+                prefix=f"[{kind}] ",
+            )
+            built = sorted(str(p) for p in out.iterdir() if p.suffix in {".whl", ".gz"})
+            checks.append(
+                runner.run(
+                    ctx,
+                    [python_bin(), "-m", "twine", "check", *built],
+                    check=False,
+                    show=["twine", "check", *[Path(p).name for p in built]],
+                    prefix=f"[{kind}] ",
+                )
+            )
+        except BaseException as exc:  # re-raised in the job's own thread below
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=build, args=("sdist", source), name=f"job-{ctx.job.pk}-sdist"),
+        threading.Thread(target=build, args=("wheel", wheel_source), name=f"job-{ctx.job.pk}-wheel"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return checks
 
 
 def fetch_source(ctx: JobContext, source: str, ref: str, target: Path) -> str:
@@ -119,17 +168,13 @@ def check_names(release: Release, files: list[Path]) -> None:
 _WARNING = re.compile(r"^\s*WARNING\s+(.*)$")
 
 
-def twine_check(ctx: JobContext, release: Release, files: list[Path]) -> list[str]:
-    ctx.step("twine check")
-    result = runner.run(
-        ctx,
-        [python_bin(), "-m", "twine", "check", *[str(p) for p in files]],
-        check=False,
-        show=["twine", "check", *[p.name for p in files]],
-    )
-    warnings = [m.group(1).strip() for line in result.tail if (m := _WARNING.match(line))]
-    if result.returncode != 0:
-        errors = [line.strip() for line in result.tail if line.strip().startswith("ERROR")]
+def twine_warnings(release: Release, checks: list[runner.Result]) -> list[str]:
+    """What ``twine check`` said of the files: errors fail the build, warnings
+    are kept (and fail it when the project is strict)."""
+    tails = [line for result in checks for line in result.tail]
+    warnings = [m.group(1).strip() for line in tails if (m := _WARNING.match(line))]
+    if any(result.returncode != 0 for result in checks):
+        errors = [line.strip() for line in tails if line.strip().startswith("ERROR")]
         raise StepFailed("twine check failed: " + ("; ".join(errors) or "see the log"))
     if warnings and release.project.strict_checks:
         raise StepFailed("twine check warned, and this project is strict: " + "; ".join(warnings))

@@ -1,9 +1,9 @@
 """What a running job carries: its claim, its folder and its log.
 
 The log is written by a background thread so that a tool printing fast is
-never slowed by the database: lines go into a queue, and the thread stores
-them in batches, beats the heartbeat, and notices when the job is no longer
-ours.
+never slowed by the database: lines go into a queue with their time, and the
+thread redacts them a batch at a time, stores them (COPY on PostgreSQL),
+beats the heartbeat, and notices when the job is no longer ours.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Max
-from django.utils import timezone
 
 from releases.models import Job, JobLogLine
 from releases.pipeline.errors import JobLost
@@ -37,15 +36,21 @@ class JobLog:
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self.lost = threading.Event()
-        self._queue: queue.SimpleQueue[tuple[str, datetime] | None] = queue.SimpleQueue()
+        # Chunks of lines with the time they arrived, or None to stop.
+        self._queue: queue.SimpleQueue[tuple[list[str], float] | None] = queue.SimpleQueue()
         last = JobLogLine.objects.filter(job_id=claim.job_id).aggregate(n=Max("number"))["n"]
         self._number = last or 0
         self._thread = threading.Thread(target=self._run, name=f"job-{claim.job_id}-log", daemon=True)
         self._thread.start()
 
     def write(self, text: str) -> None:
-        for line in text.splitlines() or [""]:
-            self._queue.put((redact(line[:MAX_LINE]), timezone.now()))
+        """Queue ``text``'s lines; they are redacted before they are stored."""
+        self.write_lines(text.splitlines() or [""])
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Queue lines that arrived together (one read of a tool's output)."""
+        if lines:
+            self._queue.put(([line[:MAX_LINE] for line in lines], time.time()))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -56,9 +61,10 @@ class JobLog:
         done = False
         try:
             while not done:
-                batch: list[JobLogLine] = []
+                batch: list[tuple[list[str], float]] = []
+                size = 0
                 deadline = time.monotonic() + FLUSH_EVERY
-                while len(batch) < BATCH:
+                while size < BATCH:
                     try:
                         item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0001))
                     except queue.Empty:
@@ -66,11 +72,10 @@ class JobLog:
                     if item is None:
                         done = True
                         break
-                    self._number += 1
-                    text, at = item
-                    batch.append(JobLogLine(job_id=self.claim.job_id, number=self._number, text=text, created_at=at))
+                    batch.append(item)
+                    size += len(item[0])
                 if batch:
-                    JobLogLine.objects.bulk_create(batch)
+                    self._store(batch)
                 now = time.monotonic()
                 if batch or now - last_beat >= settings.JOB_HEARTBEAT_INTERVAL or done:
                     if not job_heartbeat(self.claim, log_lines=self._number):
@@ -80,6 +85,42 @@ class JobLog:
             self.lost.set()
         finally:
             connection.close()
+
+    def _store(self, batch: list[tuple[list[str], float]]) -> None:
+        """Redact and store chunks of lines, numbered on from the last.
+
+        Redacting a chunk as one text is the same as line by line (no token
+        pattern crosses a line end) at a fraction of the cost. PostgreSQL
+        refuses NUL in text, and one such byte from a tool must not lose the
+        whole log, so it becomes U+FFFD.
+        """
+        job_id = self.claim.job_id
+        if connection.vendor != "postgresql":
+            rows = []
+            for lines, at in batch:
+                created = datetime.fromtimestamp(at, UTC)
+                for text in redact("\n".join(lines).replace("\x00", "\ufffd")).split("\n"):
+                    self._number += 1
+                    rows.append(JobLogLine(job_id=job_id, number=self._number, created_at=created, text=text))
+            JobLogLine.objects.bulk_create(rows)
+            return
+        # COPY's text format: one row a line, tab separated, backslash escapes.
+        # Reference: https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2
+        out = []
+        for lines, at in batch:
+            stamp = datetime.fromtimestamp(at, UTC).isoformat()
+            text = redact("\n".join(lines).replace("\x00", "\ufffd"))
+            text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
+            for line in text.split("\n"):
+                self._number += 1
+                out.append(f"{job_id}\t{self._number}\t{stamp}\t{line}\n")
+        table = JobLogLine._meta.db_table
+        # Reference: https://www.psycopg.org/psycopg3/docs/basic/copy.html
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} (job_id, number, created_at, text) FROM STDIN") as copy,
+        ):
+            copy.write("".join(out))
 
 
 @dataclass

@@ -7,13 +7,16 @@ line by line into the job's log.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,9 @@ _PASS_THROUGH = (
 )
 
 
+READ_SIZE = 1 << 16
+
+
 @dataclass(frozen=True)
 class Result:
     returncode: int
@@ -82,16 +88,18 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     show: Sequence[str] | None = None,
+    prefix: str = "",
 ) -> Result:
     """Run ``argv`` and stream its output into the job log.
 
     ``show`` is the command as written in the log (for example without a
     path a person does not need); secrets never reach argv in the first
-    place, they travel in ``env``.
+    place, they travel in ``env``. ``prefix`` starts each of its log lines
+    (to tell apart two commands that run at once).
     """
     ctx.check_owned()
     limit = timeout or settings.JOB_COMMAND_TIMEOUT
-    ctx.log.write("$ " + " ".join(show or argv))
+    ctx.log.write(prefix + "$ " + " ".join(show or argv))
     process = subprocess.Popen(
         list(argv),
         cwd=cwd or ctx.workdir,
@@ -100,10 +108,6 @@ def run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        bufsize=1,
     )
     stopped: list[str] = []
 
@@ -116,18 +120,16 @@ def run(
     timer.start()
     watcher = threading.Thread(target=_watch_ownership, args=(ctx, process, stop), daemon=True)
     watcher.start()
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=40)
     try:
         assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            ctx.log.write(line)
-            tail.append(line)
-            if len(tail) > 40:
-                del tail[0]
+        for lines in _read_lines(process.stdout.fileno()):
+            ctx.log.write_lines([prefix + line for line in lines] if prefix else lines)
+            tail.extend(lines)
         returncode = process.wait()
     finally:
         timer.cancel()
+        process.stdout.close()  # type: ignore[union-attr]
         if process.poll() is None:
             stop("the job was interrupted")
             process.wait()
@@ -136,10 +138,36 @@ def run(
         raise StepFailed(f"{Path(argv[0]).name} was stopped: {stopped[0]}.")
     if check and returncode != 0:
         raise StepFailed(f"{' '.join(show or argv)} exited with status {returncode}.")
-    return Result(returncode, tail)
+    return Result(returncode, list(tail))
 
 
-def _watch_ownership(ctx: JobContext, process: subprocess.Popen[str], stop: object) -> None:
+def _read_lines(fd: int) -> Iterator[list[str]]:
+    """The output's lines as they come, a read at a time (not a line at a
+    time: a tool printing fast is read in large chunks). UTF-8, invalid bytes
+    replaced; \\r\\n, \\r and \\n all end a line, as in text mode."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while True:
+        chunk = os.read(fd, READ_SIZE)
+        text = pending + decoder.decode(chunk, final=not chunk)
+        if not chunk:
+            if text:
+                yield text.splitlines()
+            return
+        end = text.rfind("\n")
+        if end < 0:
+            pending = text
+            continue
+        pending = text[end + 1 :]
+        yield (text[:end] + "\n").splitlines()
+        if len(chunk) < READ_SIZE // 4:
+            # A little output: let more gather in the pipe (64 KiB) rather
+            # than wake up for every line a tool prints. The page shows it
+            # 10 ms later; a tool printing fast is not slowed by our reads.
+            time.sleep(0.01)
+
+
+def _watch_ownership(ctx: JobContext, process: subprocess.Popen[bytes], stop: object) -> None:
     while process.poll() is None:
         if ctx.log.lost.wait(0.5):
             if process.poll() is None and callable(stop):

@@ -14,56 +14,71 @@ from releases.services.credentials import credential_reveal
 
 
 def upload_deployment(ctx: JobContext, deployment: Deployment) -> None:
-    """For each file, sdist first:
+    """Send the release's files the index does not have, sdist first:
 
-    1. Ask the index's simple API whether the filename exists. Same sha256:
-       skip it and say so. Another sha256: stop, nothing overwritten.
-    2. Otherwise copy the stored file into the job folder and send it with
-       twine, the credential only in its environment.
-    3. Record the file's outcome before moving on to the next.
+    1. Ask the index's simple API which filenames it has. Same sha256: skip
+       that file and say so. Another sha256: stop before anything is sent,
+       nothing overwritten.
+    2. Copy the missing stored files into the job folder (their sha256
+       checked again) and send them with one twine call, sdist first; the
+       credential is only in twine's environment. twine stops at the first
+       file the index refuses.
+    3. Ask the index again, and record each file's outcome on its own: the
+       index, not twine's exit status, says what it now holds.
     """
     environment = deployment.environment
     release = deployment.release
+    files = list(deployment.files.select_related("artifact").order_by("artifact__kind", "artifact__filename"))
+    ctx.step(f"checking {environment.index_url} for {', '.join(f.artifact.filename for f in files)}")
+    listed = index_client.list_files(environment.index_url, release.project.name)
+    missing = []
+    for record in files:
+        existing = listed.get(record.artifact.filename)
+        if existing is not None:
+            _record_existing(ctx, record, existing)
+        else:
+            missing.append(record)
+    if not missing:
+        return
+    storage = storages["artifacts"]
+    paths = []
+    for record in missing:
+        artifact = record.artifact
+        local = ctx.workdir / artifact.filename
+        with storage.open(artifact.path, "rb") as source, local.open("wb") as target:
+            target.write(source.read())
+        if runner.sha256_file(local) != artifact.sha256:
+            raise StepFailed(f"The stored {artifact.filename} no longer has its recorded sha256; nothing was sent.")
+        paths.append(local)
+    names = [record.artifact.filename for record in missing]
+    ctx.step("uploading " + ", ".join(names))
     env = runner.clean_env(
         ctx, {"TWINE_NON_INTERACTIVE": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     )
     if environment.credential is not None:
         env["TWINE_USERNAME"] = environment.credential.username
         env["TWINE_PASSWORD"] = credential_reveal(environment.credential)
-    files = list(deployment.files.select_related("artifact").order_by("artifact__kind", "artifact__filename"))
-    storage = storages["artifacts"]
-    for record in files:
+    result = runner.run(
+        ctx,
+        [
+            python_bin(),
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            environment.upload_url,
+            *[str(p) for p in paths],
+        ],
+        env=env,
+        check=False,
+        show=["twine", "upload", "--repository-url", environment.upload_url, *names],
+    )
+    landed_files = index_client.list_files(environment.index_url, release.project.name)
+    for record in missing:
         artifact = record.artifact
-        ctx.step(f"checking {environment.index_url} for {artifact.filename}")
-        existing = index_client.list_files(environment.index_url, release.project.name).get(artifact.filename)
-        if existing is not None:
-            _record_existing(ctx, record, existing)
-            continue
-        ctx.step(f"uploading {artifact.filename}")
-        local = ctx.workdir / artifact.filename
-        with storage.open(artifact.path, "rb") as source, local.open("wb") as target:
-            target.write(source.read())
-        if runner.sha256_file(local) != artifact.sha256:
-            raise StepFailed(f"The stored {artifact.filename} no longer has its recorded sha256; nothing was sent.")
-        result = runner.run(
-            ctx,
-            [
-                python_bin(),
-                "-m",
-                "twine",
-                "upload",
-                "--non-interactive",
-                "--disable-progress-bar",
-                "--repository-url",
-                environment.upload_url,
-                str(local),
-            ],
-            env=env,
-            check=False,
-            show=["twine", "upload", "--repository-url", environment.upload_url, artifact.filename],
-        )
-        # Whatever twine said, the index is the judge of what it now holds.
-        landed = index_client.list_files(environment.index_url, release.project.name).get(artifact.filename)
+        landed = landed_files.get(artifact.filename)
         if landed is not None and landed.sha256 == artifact.sha256:
             _set(record, DeploymentFile.State.UPLOADED, f"uploaded ({landed.url})", landed)
             ctx.log.write(f"{artifact.filename}: uploaded, sha256 {artifact.sha256}")

@@ -23,14 +23,20 @@ def child_process_env() -> dict[str, str]:
 class WorkerProcess:
     """One ``celery worker`` process on the test database and queue."""
 
-    def __init__(self, logdir: Path, name: str = "worker") -> None:
+    def __init__(
+        self, logdir: Path, name: str = "worker", *, env: dict[str, str] | None = None, pool: str = "solo"
+    ) -> None:
         self.logdir = logdir
         self.name = name
+        self._env = env
+        self.pool = pool
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = logdir / f"{name}.log"
         self.starts = 0
 
     def env(self) -> dict[str, str]:
+        if self._env is not None:
+            return self._env
         return child_process_env()
 
     def start(self) -> None:
@@ -46,7 +52,7 @@ class WorkerProcess:
                 "console",
                 "worker",
                 "--pool",
-                "solo",
+                self.pool,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",

@@ -15,6 +15,10 @@ from releases.models import Job
 class ConsoleCommand(BaseCommand):
     """A command whose bad input ends in one line and a non-zero exit."""
 
+    # The system checks run at deploy time (manage.py check --deploy) and in
+    # the web server; a headless release command starts without them.
+    requires_system_checks: list[str] = []
+
     def run_from_argv(self, argv: list[str]) -> None:
         try:
             super().run_from_argv(argv)
