@@ -56,14 +56,16 @@ class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             obj.pk = created.pk
             obj.refresh_from_db()
             return
-        with transaction.atomic():
-            obj.save(update_fields=["name", "kind", "scope", "username"])
-            audit_record(
-                actor=request.user,
-                action="credential.changed",
-                target=obj,
-                data={"name": obj.name, "kind": obj.kind, "scope": obj.scope, "username": obj.username},
-            )
+        changed = [field for field in form.changed_data if field != "token"]
+        if changed:
+            with transaction.atomic():
+                obj.save(update_fields=changed)
+                audit_record(
+                    actor=request.user,
+                    action="credential.changed",
+                    target=obj,
+                    data={"name": obj.name, "changed": {field: str(getattr(obj, field)) for field in changed}},
+                )
         if token:
             credential_set_value(obj, token, actor=request.user)
 

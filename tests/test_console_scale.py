@@ -147,5 +147,7 @@ def test_queries_per_page_do_not_grow_with_ten_thousand_releases(capsys):
     for name, count in before.items():
         assert after[name][0] == count, f"{name}: {count} queries with a few releases, {after[name][0]} with 10,000"
     assert after["history, page 40"][0] == before["history"]
+    # A page's queries are a small fixed number (the release page also reads
+    # the SBOM diff and the scan findings), whatever the size of the history.
     for count, _ in after.values():
-        assert count <= 15
+        assert count <= 20

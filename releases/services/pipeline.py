@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import traceback
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -51,10 +52,11 @@ def job_run(job_id: int, *, task_id: str = "") -> None:
     job = Job.objects.select_related("release__project", "deployment__environment").get(pk=job_id)
     ctx = JobContext.open(job, claim)
     error = ""
+    record: Callable[[], None] | None = None
     try:
         if job.attempts > 1:
             ctx.log.write(f"==> attempt {job.attempts}: the previous attempt's worker stopped answering")
-        _run_step(ctx, job)
+        record = _run_step(ctx, job)
     except JobLost:
         logger.warning("job %s attempt %s: another worker owns it now; stopping", job_id, claim.attempt)
         ctx.close()
@@ -78,23 +80,29 @@ def job_run(job_id: int, *, task_id: str = "") -> None:
         if error:
             job_failed(job, redact(error))
         else:
+            if record is not None:
+                record()
             job_succeeded(job)
 
 
-def _run_step(ctx: JobContext, job: Job) -> None:
+def _run_step(ctx: JobContext, job: Job) -> Callable[[], None] | None:
+    """Run the job's work. What it returns is written in the same transaction
+    that finishes the job, so that a worker killed in between leaves neither
+    a finished job without its result nor a result with a running job."""
     if job.kind == Job.Kind.BUILD:
         if job.release.is_built:
             ctx.log.write("already built; a release is built once")
-            return
+            return None
         release_mark_building(job.release)
         built = build_release(ctx, job.release)
         for warning in built.warnings:
             ctx.log.write(f"twine check warning: {warning}")
-        release_record_build(job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings)
-        return
+        return lambda: release_record_build(
+            job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings
+        )
     if job.kind == Job.Kind.SCAN:
         _scan(ctx, job.release)
-        return
+        return None
     deployment = job.deployment
     if deployment is None:
         raise StepFailed(f"{job.get_kind_display()} job has no deployment")
@@ -110,6 +118,7 @@ def _run_step(ctx: JobContext, job: Job) -> None:
         track_deployment(ctx, deployment)
     else:
         raise StepFailed(f"This worker cannot run {job.get_kind_display()} jobs yet.")
+    return None
 
 
 def _upload(ctx: JobContext, deployment: Deployment) -> None:
