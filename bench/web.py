@@ -109,14 +109,18 @@ def start_gunicorn(port: int, workers: int, access_log: Path) -> subprocess.Pope
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=1)
-            return process
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("gunicorn did not start within 60 s")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=10)
+                return process
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise SystemExit("gunicorn did not start within 60 s")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
 
 
 def server_times(access_log: Path, offset: int) -> tuple[list[float], int]:

@@ -31,7 +31,7 @@ from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.sample import SampleRepo
 
 # How long into each kind of job a kill may land (about its usual length).
-SPREAD = {Job.Kind.BUILD: 2.5, Job.Kind.UPLOAD: 1.5, Job.Kind.VERIFY: 0.5}
+SPREAD = {Job.Kind.BUILD: 1.2, Job.Kind.UPLOAD: 0.6, Job.Kind.VERIFY: 0.2}
 # A deployment hit by one fault must end within this: its own work, plus
 # the reaper's period for each attempt it may lose.
 WORK_SECONDS = 60.0
@@ -172,7 +172,7 @@ def kill_runs(stack: ChaosStack, devpi: DevpiServer, target: Target, kinds: list
         # Aim the next kill within this kind's real length (the last attempt ran it whole).
         finished = read(lambda pk=running.pk: Job.objects.using(ALIAS).get(pk=pk))
         if finished.duration_seconds:
-            spread[kind] = finished.duration_seconds
+            spread[kind] = 0.8 * finished.duration_seconds
         rows.append(row)
         RESULTS.append(row)
     return rows

@@ -71,7 +71,11 @@ class Job(models.Model):
 class JobLogLine(models.Model):
     """One line of a job's output, redacted before it was written."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: the unique (job, number) index serves every
+    # lookup by job, and with a second one PostgreSQL may pick it for the
+    # log tail and sort all of a long job's lines instead of reading the
+    # last 200 backwards.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="lines", db_index=False)
     number = models.PositiveIntegerField()
     created_at = models.DateTimeField()
     text = models.TextField()

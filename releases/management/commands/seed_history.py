@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
@@ -66,6 +67,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("seed_history writes made-up history; it refuses to run with CONSOLE_MODE=production.")
         if options["releases"] < 1 or options["jobs"] < options["releases"] or options["log_lines"] < 0:
             raise CommandError("Give at least one release, at least as many jobs as releases, and some log lines.")
         prefix = options["prefix"]
