@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0001_initial'),
+        ('releases', '0004_supply_chain'),
     ]
 
     operations = [
