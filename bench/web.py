@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 SEED_PREFIX = "seed"
 
 
-def seeded_ids(samples: int) -> dict[str, list[int]]:
+def seeded_ids(samples: int) -> dict[str, list[object]]:
     """Rows of the seeded history to fill the page templates with; seed it first if needed."""
     from releases.models import Job, Project, Release
 
@@ -44,20 +44,24 @@ def seeded_ids(samples: int) -> dict[str, list[int]]:
             check=True,
         )
     rng = random.Random(1)
-    releases = list(Release.objects.filter(project__name__startswith=f"{SEED_PREFIX}-").values_list("pk", flat=True))
+    seeded = Release.objects.filter(project__name__startswith=f"{SEED_PREFIX}-")
+    releases = list(seeded.values_list("pk", "project__name", "version"))
     jobs = Job.objects.filter(release__project__name__startswith=f"{SEED_PREFIX}-")
     big = jobs.order_by("-log_lines", "-pk").values_list("pk", flat=True).first()
     job_ids = list(jobs.filter(log_lines__gt=0).values_list("pk", flat=True)[:50_000])
-    projects = list(Project.objects.filter(name__startswith=f"{SEED_PREFIX}-").values_list("pk", flat=True))
+    projects = list(Project.objects.filter(name__startswith=f"{SEED_PREFIX}-").values_list("pk", "name"))
+    sampled = rng.sample(releases, min(samples, len(releases)))
     return {
-        "release_id": rng.sample(releases, min(samples, len(releases))),
+        "release_id": [pk for pk, _, _ in sampled],
+        "release_path": [f"{name}/releases/{version}" for _, name, version in sampled],
+        "project_name": [name for _, name in projects],
         "job_id": rng.sample(job_ids, min(samples, len(job_ids))),
         "big_job_id": [big] if big else [],
-        "project_id": projects,
+        "project_id": [pk for pk, _ in projects],
     }
 
 
-def expand(template: str, ids: dict[str, list[int]]) -> list[str]:
+def expand(template: str, ids: dict[str, list[object]]) -> list[str]:
     """The concrete paths for one page: one per sampled row where it takes one."""
     used = [name for name in ids if "{" + name + "}" in template]
     if not used:
@@ -90,7 +94,7 @@ def start_gunicorn(port: int, workers: int, access_log: Path) -> subprocess.Pope
             sys.executable,
             "-m",
             "gunicorn",
-            "bench.web_admin:application",
+            "console.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
