@@ -19,7 +19,7 @@ import socket
 import traceback
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from releases.models import Deployment, DeploymentFile, Job, Release, Sbom
@@ -59,6 +59,14 @@ def job_run(job_id: int, *, task_id: str = "") -> None:
         record = _run_step(ctx, job)
     except JobLost:
         logger.warning("job %s attempt %s: another worker owns it now; stopping", job_id, claim.attempt)
+        ctx.close()
+        return
+    except (OperationalError, InterfaceError):
+        # The database went away mid-job (a restart, a failover): not the
+        # job's fault, so not a failure. The job stays running, its
+        # heartbeat goes stale, and the reaper queues it again while
+        # attempts remain.
+        logger.warning("job %s attempt %s: lost the database; left for the reaper", job_id, claim.attempt)
         ctx.close()
         return
     except (StepFailed, TransientError) as exc:
