@@ -150,7 +150,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=HERE / "web.toml")
     parser.add_argument("--seconds", type=int, default=15, help="Load time per page.")
     parser.add_argument("--users", type=int, default=20, help="Concurrent connections.")
-    parser.add_argument("--workers", type=int, default=5, help="gunicorn sync workers (2 x cores + 1).")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="gunicorn sync workers: one per core (the pages are CPU-bound; more only queue inside the server).",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
