@@ -8,6 +8,7 @@ runs again right before the first byte leaves.
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -301,13 +302,13 @@ def _send_request_mail(deployment_id: int) -> None:
         body += f"The request expires at {deployment.expires_at:%Y-%m-%d %H:%M} UTC.\n"
     # One message per person, so that no approver sees the others' addresses.
     for recipient in recipients:
-        send_mail(
-            f"Approval needed: {deployment.release} to {deployment.environment.title}",
-            body,
-            None,
-            [recipient],
-            fail_silently=True,
-        )
+        try:
+            send_mail(
+                f"Approval needed: {deployment.release} to {deployment.environment.title}", body, None, [recipient]
+            )
+        except (OSError, smtplib.SMTPException):
+            # The request stands and is listed under "Awaiting my approval"; the mail is a courtesy.
+            logger.warning("could not mail %s about deployment %s", recipient, deployment_id, exc_info=True)
 
 
 def approval_cancel(deployment: Deployment, *, actor: User, reason: str = "") -> Deployment:
