@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from django.core.exceptions import ValidationError
 
 from releases.models import (
@@ -67,6 +69,7 @@ def test_verify_makes_an_sbom_of_the_package_and_its_dependencies_and_diffs_it_w
     sbom = Sbom.objects.get(release=first)
     assert sbom.document["bomFormat"] == "CycloneDX"
     assert sbom.document["specVersion"] == "1.6"
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(sbom.document)) is None
     assert {(c.name, c.version) for c in sbom_components(sbom.document)} == {
         ("sample-pkg", "2.0.0"),
         ("tiny-dep", "1.0"),
