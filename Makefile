@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # Install only from PyPI, with the lock's hashes, ignoring the machine's pip/uv config.
-UV_INSTALL := $(BIN)/uv pip sync --no-config --native-tls --index-url https://pypi.org/simple/ --require-hashes --python $(BIN)/python
+UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --python $(BIN)/python
 PYTEST_ARGS ?=
 
 .PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
@@ -64,7 +64,7 @@ check-deploy: install
 	ALLOWED_HOSTS=console.example.org $(BIN)/python manage.py check --deploy --fail-level WARNING
 
 lock: | $(BIN)/python
-	$(BIN)/uv pip compile --no-config --native-tls --index-url https://pypi.org/simple/ --python-version 3.11 \
+	$(BIN)/uv pip compile --no-config --system-certs --index-url https://pypi.org/simple/ --python-version 3.11 \
 		--extra dev --generate-hashes pyproject.toml -o requirements.lock
 
 clean:

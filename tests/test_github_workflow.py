@@ -367,7 +367,7 @@ def test_files_built_by_the_workflow_itself_are_verified_by_the_digests_found_on
         [uv_bin(), "build", "--sdist", "--wheel", "--out-dir", str(out), str(sample_repo.path)],
         check=True,
         capture_output=True,
-        env={**os.environ, "UV_NATIVE_TLS": "1"},
+        env={**os.environ, "UV_SYSTEM_CERTS": "1"},
     )
     published = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir() if p.suffix in (".whl", ".gz")

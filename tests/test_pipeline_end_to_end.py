@@ -75,7 +75,7 @@ def test_a_different_file_under_the_same_name_fails_clearly_and_is_not_overwritt
         [uv_bin(), "build", "--sdist", "--out-dir", str(other), str(sample_repo.path)],
         check=True,
         capture_output=True,
-        env={**os.environ, "UV_NATIVE_TLS": "1"},
+        env={**os.environ, "UV_SYSTEM_CERTS": "1"},
     )
     foreign = other / sdist.filename
     foreign_digest = hashlib.sha256(foreign.read_bytes()).hexdigest()
@@ -109,3 +109,19 @@ def test_a_version_that_differs_from_the_metadata_is_refused(worker, project):
     assert release.build_state == Release.BuildState.FAILED
     assert "this release is sample-pkg 2.0.0" in release.build_error
     assert not release.artifacts.exists()
+
+
+def test_twine_check_warnings_are_kept_and_fail_a_strict_project(worker, project, sample_repo):
+    sample_repo.commit_version("1.1.0", tag="v1.1.0", readme="")
+    release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
+    assert release.build_state == Release.BuildState.BUILT
+    assert "`long_description` missing." in release.build_warnings
+
+    project.strict_checks = True
+    project.save(update_fields=["strict_checks"])
+    sample_repo.commit_version("1.2.0", tag="v1.2.0", readme="")
+    strict = wait_built(release_create(project=project, version="1.2.0", ref="v1.2.0", actor=None))
+    assert strict.build_state == Release.BuildState.FAILED
+    assert "twine check warned, and this project is strict" in strict.build_error
+    assert "`long_description` missing." in strict.build_error
+    assert not strict.artifacts.exists()

@@ -96,7 +96,7 @@ def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) 
             checks.append(
                 runner.run(
                     ctx,
-                    [python_bin(), "-m", "twine", "check", *built],
+                    [python_bin(), "-m", "twine", "--no-color", "check", *built],
                     check=False,
                     show=["twine", "check", *[Path(p).name for p in built]],
                     prefix=f"[{kind}] ",

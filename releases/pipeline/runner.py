@@ -42,7 +42,7 @@ _TOOL_ENV = {
     "GIT_ALLOW_PROTOCOL": "file:https:http:ssh:git",
     "NO_COLOR": "1",
     # Trust the operating system's certificates (a company CA, a proxy's).
-    "UV_NATIVE_TLS": "1",
+    "UV_SYSTEM_CERTS": "1",
 }
 # Passed through from the worker's own environment when set: how this host
 # reaches the network, never a credential.

@@ -64,6 +64,7 @@ def upload_deployment(ctx: JobContext, deployment: Deployment) -> None:
             python_bin(),
             "-m",
             "twine",
+            "--no-color",
             "upload",
             "--non-interactive",
             "--disable-progress-bar",

@@ -93,7 +93,7 @@ def build_wheel(repo: SampleRepo, out: Path) -> Path:
         [uv_bin(), "build", "--wheel", "--out-dir", str(out), str(repo.path)],
         check=True,
         capture_output=True,
-        env={**os.environ, "UV_NATIVE_TLS": "1"},
+        env={**os.environ, "UV_SYSTEM_CERTS": "1"},
     )
     (made,) = set(out.glob("*.whl")) - before
     return made
