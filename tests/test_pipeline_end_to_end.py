@@ -15,6 +15,7 @@ from releases.pipeline.tools import uv_bin
 from releases.services.deployments import deployment_request
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
+from tests.support.sample import git
 
 
 def test_release_create_then_publish_ends_verified(worker, project, sandbox, devpi, index_account, capsys):
@@ -125,3 +126,25 @@ def test_twine_check_warnings_are_kept_and_fail_a_strict_project(worker, project
     assert "twine check warned, and this project is strict" in strict.build_error
     assert "`long_description` missing." in strict.build_error
     assert not strict.artifacts.exists()
+
+
+def test_a_wheel_that_cannot_be_built_from_the_sdist_fails_the_build(worker, project, sample_repo):
+    # The classic: setup.py reads a file that the sdist does not ship, so
+    # the project builds from a checkout but not from what users download.
+    sample_repo.commit_version("1.1.0")
+    pyproject = sample_repo.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("dependencies = []", 'dynamic = ["dependencies"]'))
+    (sample_repo.path / "requirements.txt").write_text("")
+    (sample_repo.path / "setup.py").write_text(
+        "from setuptools import setup\nsetup(install_requires=open('requirements.txt').read().split())\n"
+    )
+    git(sample_repo.path, "add", "-A")
+    git(sample_repo.path, "commit", "--quiet", "-m", "dependencies from requirements.txt")
+    git(sample_repo.path, "tag", "v1.1.0")
+
+    release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
+    assert release.build_state == Release.BuildState.FAILED
+    assert "uv build --wheel" in release.build_error
+    log = "\n".join(JobLogLine.objects.filter(job__release=release).values_list("text", flat=True))
+    assert "requirements.txt" in log
+    assert not release.artifacts.exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,67 +54,74 @@ def build_release(ctx: JobContext, release: Release) -> BuildOutput:
 
 
 def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) -> list[runner.Result]:
-    """Build the sdist and the wheel side by side, each from its own copy of
-    the checkout (a build back-end writes into the tree: egg-info, build/),
-    into ``dist/sdist`` and ``dist/wheel``, and ``twine check`` each as soon
-    as it is built. Returns the checks' results.
+    """1. Build the sdist from the checkout into ``dist/sdist``.
+    2. Build the wheel from that sdist into ``dist/wheel``, as ``python -m
+       build`` does: a file the sdist leaves out fails the build here, not
+       for a user installing from source. Meanwhile ``twine check`` reads
+       the sdist.
+    3. ``twine check`` the wheel.
 
-    Most of a small package's build is the back-end starting up, twice per
-    file; two processes at once take about half the time of one after the
-    other. Both read the same uv cache, which uv locks for itself. The
-    threads touch no database: the log is written through its queue.
+    Returns the checks' results. The check thread touches no database: the
+    log is written through its queue.
     """
-    wheel_source = ctx.workdir / "src-wheel"
-    shutil.copytree(source, wheel_source, symlinks=True)
-    failures: list[BaseException] = []
+    sdist = build_one(ctx, "sdist", source, dist / "sdist", env)
     checks: list[runner.Result] = []
+    failures: list[BaseException] = []
 
-    def build(kind: str, tree: Path) -> None:
-        out = dist / kind
+    def check_sdist() -> None:
         try:
-            runner.run(
-                ctx,
-                [
-                    uv_bin(),
-                    "build",
-                    f"--{kind}",
-                    "--out-dir",
-                    str(out),
-                    "--python",
-                    python_bin(),
-                    "--default-index",
-                    settings.BUILD_INDEX_URL,
-                    "--no-config",
-                    str(tree),
-                ],
-                show=["uv", "build", f"--{kind}", "--out-dir", "dist", "src"],
-                env=env,
-                prefix=f"[{kind}] ",
-            )
-            built = sorted(str(p) for p in out.iterdir() if p.suffix in {".whl", ".gz"})
-            checks.append(
-                runner.run(
-                    ctx,
-                    [python_bin(), "-m", "twine", "--no-color", "check", *built],
-                    check=False,
-                    show=["twine", "check", *[Path(p).name for p in built]],
-                    prefix=f"[{kind}] ",
-                )
-            )
+            checks.append(twine_check(ctx, "sdist", sdist))
         except BaseException as exc:  # re-raised in the job's own thread below
             failures.append(exc)
 
-    threads = [
-        threading.Thread(target=build, args=("sdist", source), name=f"job-{ctx.job.pk}-sdist"),
-        threading.Thread(target=build, args=("wheel", wheel_source), name=f"job-{ctx.job.pk}-wheel"),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    thread = threading.Thread(target=check_sdist, name=f"job-{ctx.job.pk}-check-sdist")
+    thread.start()
+    try:
+        wheels = build_one(ctx, "wheel", sdist, dist / "wheel", env)
+    finally:
         thread.join()
     if failures:
         raise failures[0]
+    checks.append(twine_check(ctx, "wheel", wheels))
     return checks
+
+
+def build_one(ctx: JobContext, kind: str, source: Path, out: Path, env: dict[str, str]) -> Path:
+    """``uv build --sdist`` of a tree, or ``uv build --wheel`` of a tree or an
+    sdist; the file it made."""
+    runner.run(
+        ctx,
+        [
+            uv_bin(),
+            "build",
+            f"--{kind}",
+            "--out-dir",
+            str(out),
+            "--python",
+            python_bin(),
+            "--default-index",
+            settings.BUILD_INDEX_URL,
+            "--no-config",
+            str(source),
+        ],
+        show=["uv", "build", f"--{kind}", "--out-dir", f"dist/{kind}", source.name],
+        env=env,
+        prefix=f"[{kind}] ",
+    )
+    built = sorted(p for p in out.iterdir() if p.suffix in {".whl", ".gz"}) if out.is_dir() else []
+    if len(built) != 1:
+        raise StepFailed(f"uv build --{kind} made {[p.name for p in built]}; expected one file.")
+    return built[0]
+
+
+def twine_check(ctx: JobContext, kind: str, path: Path) -> runner.Result:
+    return runner.run(
+        ctx,
+        [python_bin(), "-m", "twine", "--no-color", "check", str(path)],
+        check=False,
+        show=["twine", "check", path.name],
+        prefix=f"[{kind}] ",
+    )
 
 
 def fetch_source(ctx: JobContext, source: str, ref: str, target: Path) -> str:
