@@ -73,6 +73,28 @@ def sandbox(index_account: IndexAccount, db: None) -> Environment:
     )
 
 
+@pytest.fixture
+def pypi_account(devpi: DevpiServer) -> IndexAccount:
+    """A second devpi index, standing for production PyPI."""
+    return devpi.new_index()
+
+
+@pytest.fixture
+def pypi(pypi_account: IndexAccount, sandbox: Environment) -> Environment:
+    """The PyPI stand-in: one approval, and a success on test-pypi first."""
+    return environment_create(
+        name="pypi",
+        title="PyPI",
+        upload_url=pypi_account.upload_url,
+        index_url=pypi_account.simple_url,
+        username=pypi_account.user,
+        token=pypi_account.password,
+        required_approvals=1,
+        after="test-pypi",
+        actor=None,
+    )
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 90, interval: float = 0.1) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

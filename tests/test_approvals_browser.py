@@ -15,7 +15,6 @@ from playwright.sync_api import expect
 from releases.models import Approval, Deployment
 from releases.pipeline.index_client import list_files
 from releases.services.deployments import deployment_request
-from releases.services.projects import environment_create
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
 from tests.support.console import person_with_role
@@ -32,20 +31,10 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     sandbox,
     devpi,
     index_account,
+    pypi_account,
+    pypi,
     osv_clean,
 ):
-    production = devpi.new_index()  # stands in for PyPI
-    pypi = environment_create(
-        name="pypi",
-        title="PyPI",
-        upload_url=production.upload_url,
-        index_url=production.simple_url,
-        username=production.user,
-        token=production.password,
-        required_approvals=1,
-        after="test-pypi",
-        actor=None,
-    )
     assert pypi.require_second_factor
     rita = person_with_role("releaser", username="rita")
     anna = person_with_role("approver", username="anna")
@@ -62,7 +51,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     expect(page.get_by_role("status")).to_contain_text("Request push to PyPI")
     pushed = Deployment.objects.get(release=release, environment=pypi)
     assert pushed.status == Deployment.Status.PENDING_APPROVAL
-    assert production.upload_url and devpi.upload_requests(production) == 0
+    assert pypi_account.upload_url and devpi.upload_requests(pypi_account) == 0
     page.get_by_role("button", name="Sign out").click()
 
     # Somebody else approves, in a session verified with her second factor.
@@ -86,11 +75,11 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     assert approval.second_factor is True
     assert approval.digests == sorted(a.sha256 for a in release.artifacts.all())
     # The very bytes verified on Test PyPI are on "PyPI", each sent once.
-    assert {f: e.sha256 for f, e in list_files(production.simple_url, project.name).items()} == {
+    assert {f: e.sha256 for f, e in list_files(pypi_account.simple_url, project.name).items()} == {
         f: e.sha256 for f, e in list_files(index_account.simple_url, project.name).items()
     }
     for artifact in release.artifacts.all():
-        assert devpi.stored_count(production, artifact.filename) == 1
+        assert devpi.stored_count(pypi_account, artifact.filename) == 1
 
     page.goto(f"{base}/history/")
     page.get_by_label("Environment").select_option(label="PyPI")

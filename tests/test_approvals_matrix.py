@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from releases.models import Approval, AuditEvent, Deployment, Environment, Job, Release
+from releases.models import Approval, AuditEvent, Deployment, Job, Release
 from releases.pipeline.index_client import list_files
 from releases.services.approvals import (
     ApprovalRefused,
@@ -24,7 +24,7 @@ from releases.services.approvals import (
     artifact_digests,
 )
 from releases.services.deployments import deployment_cancel, deployment_request
-from releases.services.projects import environment_create, environment_update
+from releases.services.projects import environment_update
 from releases.services.releases import release_create
 from releases.tasks import reap
 from tests.conftest import wait_built, wait_final
@@ -32,26 +32,6 @@ from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.people import make_user
 
 Status = Deployment.Status
-
-
-@pytest.fixture
-def pypi_account(devpi: DevpiServer) -> IndexAccount:
-    return devpi.new_index()
-
-
-@pytest.fixture
-def pypi(pypi_account: IndexAccount, sandbox: Environment) -> Environment:
-    return environment_create(
-        name="pypi",
-        title="PyPI",
-        upload_url=pypi_account.upload_url,
-        index_url=pypi_account.simple_url,
-        username=pypi_account.user,
-        token=pypi_account.password,
-        required_approvals=1,
-        after="test-pypi",
-        actor=None,
-    )
 
 
 @pytest.fixture

@@ -25,12 +25,12 @@ from releases.models import (
     VulnerabilityFinding,
 )
 from releases.pipeline import checks
+from releases.selectors.supply import sbom_components, sbom_diff
 from releases.services.approvals import artifact_digests
 from releases.services.deployments import deployment_request, deployment_start, deployment_transition
 from releases.services.projects import environment_create
 from releases.services.releases import release_create
 from releases.services.scans import scan_pending
-from releases.supply_selectors import sbom_components, sbom_diff
 from tests.conftest import wait_built, wait_final, wait_for
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.sample import SampleRepo, build_wheel

@@ -151,8 +151,8 @@ def test_credentials_past_the_warning_age_are_flagged_and_emailed(django_user_mo
 
 
 def test_replacing_a_secret_restarts_its_age(django_user_model):
+    from releases.selectors.credentials import credential_age_warnings
     from releases.services.credentials import credential_set_value
-    from releases.supply_selectors import credential_age_warnings
 
     old = credential_create(name="old", value="value-old-12345")
     Credential.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=400))

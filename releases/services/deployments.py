@@ -122,7 +122,7 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
 
 
 def deployment_check_rules(release: Release, environment: Environment) -> None:
-    from releases.supply_selectors import scan_policy_problem
+    from releases.selectors.supply import scan_policy_problem
 
     if release.build_state == Release.BuildState.FAILED:
         raise ValidationError(f"{release} failed to build; create a new version instead.")

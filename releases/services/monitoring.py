@@ -10,8 +10,8 @@ from django.db import transaction
 from releases.models import DownloadCount, Project
 from releases.pipeline import pypistats
 from releases.pipeline.errors import StepFailed, TransientError
+from releases.selectors.credentials import CredentialAge, credential_age_warnings
 from releases.services.scans import admin_emails
-from releases.supply_selectors import CredentialAge, credential_age_warnings
 
 logger = logging.getLogger(__name__)
 

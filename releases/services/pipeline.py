@@ -32,13 +32,13 @@ from releases.pipeline.upload import upload_deployment
 from releases.pipeline.verify import VerifyOutput, verify_deployment
 from releases.pipeline.workflow import dispatch_deployment, track_deployment
 from releases.redaction import redact
+from releases.selectors.supply import scan_policy_problem
 from releases.services.approvals import approvals_problem
 from releases.services.deployments import deployment_transition
 from releases.services.jobs import job_claim, job_create, job_finish
 from releases.services.releases import release_mark_building, release_record_build, release_record_build_failure
 from releases.services.scans import release_scan
 from releases.services.supply import sbom_record
-from releases.supply_selectors import scan_policy_problem
 
 logger = logging.getLogger(__name__)
 Status = Deployment.Status

@@ -15,9 +15,9 @@ from packageurl import PackageURL
 from releases.models import Job, Release, Sbom, VulnerabilityAlert, VulnerabilityFinding
 from releases.pipeline import osv
 from releases.pipeline.errors import TransientError
+from releases.selectors.supply import Component, sbom_components, shipped_releases
 from releases.services.audit import audit_record
 from releases.services.jobs import job_create
-from releases.supply_selectors import Component, sbom_components, shipped_releases
 
 logger = logging.getLogger(__name__)
 

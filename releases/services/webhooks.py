@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from releases.models import Deployment, Project, Release, WebhookDelivery
-from releases.selectors import environment_first_automatic
+from releases.selectors.lookups import environment_first_automatic
 from releases.services.credentials import CredentialError, credential_reveal
 from releases.services.deployments import deployment_request
 from releases.services.releases import release_create

@@ -9,22 +9,22 @@ from typing import Any
 
 from django import template
 
-from releases import supply_selectors
 from releases.models import Deployment, Project, Release, Sbom
+from releases.selectors import credentials, downloads, supply
 
 register = template.Library()
 
 
 @register.inclusion_tag("releases/includes/sbom_diff.html")
 def sbom_diff(release: Release) -> dict[str, Any]:
-    return {"diff": supply_selectors.sbom_diff(release)}
+    return {"diff": supply.sbom_diff(release)}
 
 
 @register.inclusion_tag("releases/includes/scan_findings.html")
 def scan_findings(release: Release) -> dict[str, Any]:
     return {
         "sbom": Sbom.objects.filter(release=release).first(),
-        "findings": supply_selectors.release_findings(release),
+        "findings": supply.release_findings(release),
     }
 
 
@@ -35,17 +35,17 @@ def check_results(deployment: Deployment) -> dict[str, Any]:
 
 @register.inclusion_tag("releases/includes/adoption_chart.html")
 def adoption_chart(project: Project) -> dict[str, Any]:
-    return {"chart": supply_selectors.adoption_chart(project)}
+    return {"chart": downloads.adoption_chart(project)}
 
 
 @register.inclusion_tag("releases/includes/credential_warnings.html")
 def credential_warnings() -> dict[str, Any]:
-    return {"warnings": supply_selectors.credential_age_warnings()}
+    return {"warnings": credentials.credential_age_warnings()}
 
 
 @register.inclusion_tag("releases/includes/vulnerability_alerts.html")
 def vulnerability_alerts() -> dict[str, Any]:
-    return {"alerts": supply_selectors.vulnerability_alerts()}
+    return {"alerts": supply.vulnerability_alerts()}
 
 
 @register.filter

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from releases.models import Approval, Deployment
-from releases.selectors import approval_review, deployments_awaiting
+from releases.selectors.approvals import approval_review, deployments_awaiting
 from releases.services.approvals import ApprovalRefused, approval_cancel, approval_give, can_approve
 from releases.services.second_factor import second_factor_enrolled
 

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from releases.selectors import AuditFilters, audit_events
+from releases.selectors.audit import AuditFilters, audit_events
 
 PAGE_SIZE = 50
 

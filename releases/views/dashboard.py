@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from releases.selectors import audit_recent, deployment_board, deployments_waiting_for_approval
+from releases.selectors.audit import audit_recent
+from releases.selectors.dashboard import deployment_board, deployments_waiting_for_approval
 from releases.views.access import viewer_required
 
 

@@ -6,7 +6,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from releases.selectors import deployment_history
+from releases.selectors.history import deployment_history
 from releases.views.access import viewer_required
 from releases.views.forms import HistoryFilterForm
 

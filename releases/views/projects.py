@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from packaging.utils import canonicalize_name
 
 from releases.models import Environment, Project
-from releases.selectors import project_release_rows
+from releases.selectors.release_pages import project_release_rows
 from releases.services.releases import release_create
 from releases.views.access import require_permission, viewer_required
 from releases.views.forms import ReleaseForm

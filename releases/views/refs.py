@@ -8,7 +8,8 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from releases.pipeline.errors import StepFailed, TransientError
-from releases.selectors import github_refs, project_by_name
+from releases.selectors.lookups import project_by_name
+from releases.selectors.refs import github_refs
 
 
 @login_required

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from releases.models import Artifact, Deployment, Environment, Job, Release
-from releases.selectors import (
+from releases.selectors.release_pages import (
     LOG_PAGE_LINES,
     job_log_page,
     release_deployments,

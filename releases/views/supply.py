@@ -10,7 +10,8 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from releases.models import Deployment, Release, Sbom
-from releases.supply_selectors import deployment_summary, release_findings, sbom_components, sbom_diff
+from releases.selectors.summaries import deployment_summary
+from releases.selectors.supply import release_findings, sbom_components, sbom_diff
 
 
 @login_required

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from releases.management.commands._base import ConsoleCommand, invalid
 from releases.models import Project
-from releases.selectors import project_by_name
+from releases.selectors.lookups import project_by_name
 from releases.services.projects import project_set_github
 
 

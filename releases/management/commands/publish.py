@@ -7,7 +7,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from releases.management.commands._base import ConsoleCommand, invalid, log_tail, wait_until
 from releases.models import Deployment
-from releases.selectors import environment_by_name, release_by_version
+from releases.selectors.lookups import environment_by_name, release_by_version
 from releases.services.deployments import deployment_request
 
 

@@ -7,7 +7,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from releases.management.commands._base import ConsoleCommand, invalid, log_tail, wait_until
 from releases.models import Release
-from releases.selectors import project_by_name
+from releases.selectors.lookups import project_by_name
 from releases.services.releases import release_create
 
 

@@ -1,0 +1,152 @@
+"""The approvals pages: the requests a person may decide on, and what the
+review of one deployment shows (files and digests, the earlier
+environment's verification, what changed since the last release)."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import User
+from django.core.files.storage import storages
+from django.db.models import QuerySet
+from django.utils import timezone
+from packaging.metadata import Metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from releases.models import Approval, Artifact, Deployment, Release
+
+
+def deployments_awaiting(user: User) -> QuerySet[Deployment]:
+    """Pending requests ``user`` may decide on and has not decided on yet."""
+    from releases.services.approvals import can_approve
+
+    if not can_approve(user):
+        return Deployment.objects.none()
+    return (
+        Deployment.objects.filter(status=Deployment.Status.PENDING_APPROVAL, expires_at__gt=timezone.now())
+        .exclude(requested_by=user)
+        .exclude(approvals__approver=user)
+        .select_related("release__project", "environment", "requested_by")
+        .order_by("expires_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class DependencyChange:
+    name: str
+    before: str
+    after: str
+
+
+@dataclass
+class ApprovalReview:
+    """Everything the approval page shows about one deployment."""
+
+    deployment: Deployment
+    artifacts: list[Artifact]
+    digests: list[str]
+    earlier: Deployment | None
+    earlier_files: dict[str, str]
+    earlier_matches: bool
+    previous: Release | None
+    files_added: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    dependencies: list[str] | None = None
+    dependency_changes: list[DependencyChange] = field(default_factory=list)
+    approvals: list[Approval] = field(default_factory=list)
+
+
+def approval_review(deployment: Deployment) -> ApprovalReview:
+    """The files and digests, the earlier environment's verification, and what changed since the last release."""
+    release = deployment.release
+    artifacts = list(release.artifacts.all())
+    digests = sorted(a.sha256 for a in artifacts)
+    earlier = None
+    earlier_files: dict[str, str] = {}
+    if deployment.environment.requires_success_in_id is not None:
+        earlier = (
+            Deployment.objects.filter(
+                release=release,
+                environment_id=deployment.environment.requires_success_in_id,
+                status=Deployment.Status.SUCCEEDED,
+            )
+            .select_related("environment")
+            .order_by("-finished_at", "-id")
+            .first()
+        )
+        if earlier is not None:
+            earlier_files = dict(earlier.summary.get("verify", {}).get("files", {}))
+    previous = release_previous(release)
+    review = ApprovalReview(
+        deployment=deployment,
+        artifacts=artifacts,
+        digests=digests,
+        earlier=earlier,
+        earlier_files=earlier_files,
+        earlier_matches=bool(earlier_files) and earlier_files == {a.filename: a.sha256 for a in artifacts},
+        previous=previous,
+        approvals=list(deployment.approvals.select_related("approver")),
+    )
+    current_requirements = release_requirements(release)
+    review.dependencies = current_requirements
+    if previous is not None:
+        before = {_file_shape(a.filename, previous.version) for a in previous.artifacts.all()}
+        after = {_file_shape(a.filename, release.version) for a in artifacts}
+        review.files_added = sorted(after - before)
+        review.files_removed = sorted(before - after)
+        previous_requirements = release_requirements(previous)
+        if current_requirements is not None and previous_requirements is not None:
+            review.dependency_changes = _dependency_changes(previous_requirements, current_requirements)
+    return review
+
+
+def release_previous(release: Release) -> Release | None:
+    """The project's last built release before ``release``."""
+    return (
+        Release.objects.filter(
+            project=release.project, build_state=Release.BuildState.BUILT, created_at__lt=release.created_at
+        )
+        .exclude(pk=release.pk)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def _file_shape(filename: str, version: str) -> str:
+    """A filename with its version replaced, so that releases can be compared."""
+    return filename.replace(version, "{version}")
+
+
+def release_requirements(release: Release) -> list[str] | None:
+    """Requires-Dist of the release's stored wheel, or None when it has no readable wheel."""
+    wheel = release.artifacts.filter(kind=Artifact.Kind.WHEEL).order_by("filename").first()
+    if wheel is None:
+        return None
+    try:
+        with storages["artifacts"].open(wheel.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+            if name is None:
+                return None
+            raw = archive.read(name)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    # Reference: https://packaging.pypa.io/en/stable/metadata.html
+    metadata = Metadata.from_email(raw, validate=False)
+    return sorted(str(requirement) for requirement in metadata.requires_dist or [])
+
+
+def _dependency_changes(before: list[str], after: list[str]) -> list[DependencyChange]:
+    def by_name(requirements: list[str]) -> dict[str, str]:
+        named: dict[str, list[str]] = {}
+        for text in requirements:
+            named.setdefault(canonicalize_name(Requirement(text).name), []).append(text)
+        return {name: "; ".join(sorted(texts)) for name, texts in named.items()}
+
+    old, new = by_name(before), by_name(after)
+    return [
+        DependencyChange(name, old.get(name, ""), new.get(name, ""))
+        for name in sorted(old.keys() | new.keys())
+        if old.get(name) != new.get(name)
+    ]

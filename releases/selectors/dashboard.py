@@ -1,0 +1,65 @@
+"""The dashboard: every project against every environment, and the
+requests waiting for approval. Each read returns in a fixed number of
+queries, however many releases and deployments there are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Max, Q
+
+from releases.models import Deployment, Environment, Project
+
+
+@dataclass(frozen=True)
+class BoardCell:
+    """One project on one environment: what is live there, and the latest attempt."""
+
+    live: Deployment | None
+    latest: Deployment | None
+
+
+@dataclass(frozen=True)
+class Board:
+    projects: list[Project]
+    environments: list[Environment]
+    cells: dict[tuple[int, int], BoardCell]
+
+    def rows(self) -> list[tuple[Project, list[BoardCell]]]:
+        empty = BoardCell(None, None)
+        return [
+            (project, [self.cells.get((project.pk, env.pk), empty) for env in self.environments])
+            for project in self.projects
+        ]
+
+
+def deployment_board() -> Board:
+    """Every project against every environment (four queries)."""
+    projects = list(Project.objects.order_by("name"))
+    environments = list(Environment.objects.order_by("position", "name"))
+    # The newest id per (project, environment) stands for the newest
+    # deployment: ids grow with time. Works on PostgreSQL and SQLite alike.
+    heads = (
+        Deployment.objects.values("release__project_id", "environment_id")
+        .annotate(latest=Max("id"), live=Max("id", filter=Q(status=Deployment.Status.SUCCEEDED)))
+        .order_by()
+    )
+    keys: dict[tuple[int, int], tuple[int, int | None]] = {
+        (row["release__project_id"], row["environment_id"]): (row["latest"], row["live"]) for row in heads
+    }
+    wanted = {pk for pair in keys.values() for pk in pair if pk is not None}
+    by_id = Deployment.objects.select_related("release", "requested_by").in_bulk(wanted)
+    cells = {
+        key: BoardCell(live=by_id.get(live) if live else None, latest=by_id.get(latest))
+        for key, (latest, live) in keys.items()
+    }
+    return Board(projects, environments, cells)
+
+
+def deployments_waiting_for_approval(limit: int = 50) -> list[Deployment]:
+    return list(
+        Deployment.objects.filter(status=Deployment.Status.PENDING_APPROVAL)
+        .select_related("release__project", "environment", "requested_by")
+        .annotate(approvals_given=Count("approvals", filter=Q(approvals__decision="approve")))
+        .order_by("created_at")[:limit]
+    )
