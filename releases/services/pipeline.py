@@ -210,7 +210,7 @@ def job_succeeded(job: Job) -> None:
     elif job.kind == Job.Kind.VERIFY and job.deployment is not None:
         deployment = job.deployment
         deployment.refresh_from_db()
-        summary = deployment_summary(deployment)
+        summary = shipped_summary(deployment)
         Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
         deployment_transition(deployment, Status.SUCCEEDED, data={"files": summary["files"]})
 
@@ -225,7 +225,7 @@ def job_failed(job: Job, reason: str) -> None:
             deployment_transition(deployment, Status.FAILED, reason=f"{job.get_kind_display()} failed: {reason}")
 
 
-def deployment_summary(deployment: Deployment) -> dict[str, object]:
+def shipped_summary(deployment: Deployment) -> dict[str, object]:
     """What shipped: files with digests and where they are, and step times."""
     jobs = deployment.jobs.filter(state=Job.State.FINISHED).order_by("created_at")
     return {
