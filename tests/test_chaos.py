@@ -5,10 +5,10 @@ started again; PostgreSQL restarted during a deployment.
 What must hold after each: every deployment ends (succeeded, or failed with
 a reason) within the reaper's period of the fault; no file reaches the index
 twice or is overwritten; no job is left queued or running; workers consume
-again soon after Redis is back. Each test runs on its own Redis, its own
-PostgreSQL cluster and its own worker and beat processes (tests/support/
-chaos.py); ``make chaos`` runs the long forms (``-m slow``), ``make test``
-the short ones. A summary table is printed at the end of the module.
+again soon after Redis is back. The tests run on a Redis, a PostgreSQL
+cluster and worker and beat processes of their own, shared by the module
+(tests/support/chaos.py); ``make chaos`` runs the long forms (``-m slow``),
+``make test`` the short ones. A summary table is printed at the end of the module.
 """
 
 from __future__ import annotations
@@ -99,6 +99,26 @@ def release_and_publish(stack: ChaosStack, target: Target) -> int:
     return read(lambda: Release.objects.using(ALIAS).get(project__name=target.name, version=version).pk)
 
 
+def wait_running(stack: ChaosStack, release_id: int, kind: str | None = None) -> Job:
+    """The release's job (of ``kind``, else any) once a worker runs it.
+
+    Call it right after ``stack.worker_held()``: the job cannot have
+    started, and ended, before this looks. Without a running job in time,
+    fail with the release's jobs and the worker's log tail."""
+
+    def running() -> Job | None:
+        jobs = Job.objects.using(ALIAS).filter(release_id=release_id, state=Job.State.RUNNING)
+        return (jobs.filter(kind=kind) if kind else jobs).first()
+
+    found = wait_until(running, timeout=120, interval=0.02)
+    assert found is not None, (
+        f"no {kind or 'job'} started for release {release_id}; jobs: "
+        f"{read(lambda: list(Job.objects.using(ALIAS).filter(release_id=release_id).values('kind', 'state', 'outcome', 'error')))}; "
+        f"worker log tail:\n{stack.worker.log_text()[-3000:]}"
+    )
+    return found
+
+
 def deadline_after_fault() -> float:
     return WORK_SECONDS + int(PERIODS["JOB_MAX_ATTEMPTS"]) * reaper_period()
 
@@ -154,19 +174,9 @@ def kill_runs(stack: ChaosStack, devpi: DevpiServer, target: Target, kinds: list
     spread = dict(SPREAD)
     rows = []
     for kind in kinds:
-        release_id = release_and_publish(stack, target)
-        running = wait_until(
-            lambda release_id=release_id, kind=kind: (
-                Job.objects.using(ALIAS).filter(release_id=release_id, kind=kind, state=Job.State.RUNNING).first()
-            ),
-            timeout=120,
-            interval=0.02,
-        )
-        assert running is not None, (
-            f"no {kind} job started for release {release_id}; jobs: "
-            f"{read(lambda release_id=release_id: list(Job.objects.using(ALIAS).filter(release_id=release_id).values('kind', 'state', 'outcome', 'error')))}; "
-            f"worker log tail:\n{stack.worker.log_text()[-3000:]}"
-        )
+        with stack.worker_held():
+            release_id = release_and_publish(stack, target)
+        running = wait_running(stack, release_id, kind)
         time.sleep(rng.uniform(0, spread[kind]))
         at = read(lambda pk=running.pk: Job.objects.using(ALIAS).get(pk=pk))
         point = at.step or at.state if at.state == Job.State.RUNNING else f"after {kind} ended"
@@ -182,11 +192,6 @@ def kill_runs(stack: ChaosStack, devpi: DevpiServer, target: Target, kinds: list
     return rows
 
 
-# The chaos tests run with `make chaos` only: inside the full `make test`
-# suite the first test on the module's private stack twice saw its first job
-# never start (not reproduced on its own); `make test` keeps
-# tests/test_worker_loss.py's SIGKILL-mid-upload test.
-@pytest.mark.slow
 def test_a_worker_killed_during_build_upload_or_verify_loses_nothing(stack, devpi, tmp_path):
     target = make_target(stack, devpi, tmp_path, "chaos-kill")
     rows = kill_runs(stack, devpi, target, [Job.Kind.BUILD, Job.Kind.UPLOAD, Job.Kind.VERIFY], seed=7)
@@ -206,12 +211,10 @@ def redis_outage(stack: ChaosStack, devpi: DevpiServer, target: Target, down_for
     """Two releases in flight (one running, one queued), then Redis shut
     down without saving, started again, and the time until a worker takes a
     job again."""
-    first = release_and_publish(stack, target)
-    second = release_and_publish(stack, target)
-    running = wait_until(
-        lambda: Job.objects.using(ALIAS).filter(release_id=first, state=Job.State.RUNNING).first(), timeout=120
-    )
-    assert running is not None
+    with stack.worker_held():
+        first = release_and_publish(stack, target)
+        second = release_and_publish(stack, target)
+    wait_running(stack, first)
     stack.redis.shutdown_nosave()
     time.sleep(down_for)
     stack.redis.start()
@@ -233,7 +236,6 @@ def redis_outage(stack: ChaosStack, devpi: DevpiServer, target: Target, down_for
     return rows
 
 
-@pytest.mark.slow
 def test_workers_consume_again_after_redis_is_shut_down_and_started(stack, devpi, tmp_path):
     target = make_target(stack, devpi, tmp_path, "chaos-redis")
     rows = redis_outage(stack, devpi, target, down_for=3)
@@ -252,13 +254,9 @@ def test_repeated_redis_outages_lose_nothing(stack, devpi, tmp_path):
 
 
 def postgres_restart(stack: ChaosStack, devpi: DevpiServer, target: Target, kind: str) -> dict:
-    release_id = release_and_publish(stack, target)
-    running = wait_until(
-        lambda: Job.objects.using(ALIAS).filter(release_id=release_id, kind=kind, state=Job.State.RUNNING).first(),
-        timeout=120,
-        interval=0.02,
-    )
-    assert running is not None
+    with stack.worker_held():
+        release_id = release_and_publish(stack, target)
+    wait_running(stack, release_id, kind)
     stack.postgres.restart(down_for=2)
     row = outcome(devpi, target, release_id, deadline_after_fault())
     row.update(scenario="PostgreSQL restart", fault=f"during {kind}, down 2 s")
@@ -266,7 +264,6 @@ def postgres_restart(stack: ChaosStack, devpi: DevpiServer, target: Target, kind
     return row
 
 
-@pytest.mark.slow
 def test_a_deployment_ends_after_postgresql_restarts_during_its_upload(stack, devpi, tmp_path):
     target = make_target(stack, devpi, tmp_path, "chaos-postgres")
     row = postgres_restart(stack, devpi, target, Job.Kind.UPLOAD)

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -98,6 +99,9 @@ class ChaosStack:
             **PERIODS,
             "DATABASE_URL": "",
             "REDIS_URL": self.redis.url(0),
+            # Artifacts and job folders of its own: the session's worker
+            # names its job folders by the same small ids.
+            "CONSOLE_VAR_DIR": str(self.root / "var"),
             "CELERY_QUEUE": "console-chaos",
             "PYTHONUNBUFFERED": "1",
         }
@@ -152,6 +156,21 @@ class ChaosStack:
         """SIGKILL the worker, as the OOM killer would, and start a new one."""
         self.worker.kill()
         self.worker.start()
+
+    @contextmanager
+    def worker_held(self) -> Iterator[None]:
+        """No worker while the body runs, then a new one.
+
+        A release's build is sent as its row commits, so without this it
+        may start, and end, while the test is still running the next
+        ``manage.py`` command, before it looks for a running job. Held, the
+        jobs wait in Redis until the test is about to watch for them.
+        """
+        self.worker.stop()
+        try:
+            yield
+        finally:
+            self.worker.start()
 
 
 def read(query: Callable[[], T]) -> T:
