@@ -26,8 +26,11 @@ from releases.redaction import redact
 from releases.services.jobs import Claim, job_heartbeat, job_set_step
 
 MAX_LINE = 10_000
-BATCH = 2000
+# At most this many lines in one COPY; a backlog is worked off in such batches.
+BATCH = 10_000
 FLUSH_EVERY = 0.1
+
+Chunk = tuple[list[str], float]
 
 
 class JobLog:
@@ -37,7 +40,8 @@ class JobLog:
         self.claim = claim
         self.lost = threading.Event()
         # Chunks of lines with the time they arrived, or None to stop.
-        self._queue: queue.SimpleQueue[tuple[list[str], float] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
+        self._closing = threading.Event()
         last = JobLogLine.objects.filter(job_id=claim.job_id).aggregate(n=Max("number"))["n"]
         self._number = last or 0
         self._thread = threading.Thread(target=self._run, name=f"job-{claim.job_id}-log", daemon=True)
@@ -53,27 +57,17 @@ class JobLog:
             self._queue.put(([line[:MAX_LINE] for line in lines], time.time()))
 
     def close(self) -> None:
+        self._closing.set()
         self._queue.put(None)
         self._thread.join()
 
     def _run(self) -> None:
         last_beat = 0.0
         done = False
+        full = False
         try:
             while not done:
-                batch: list[tuple[list[str], float]] = []
-                size = 0
-                deadline = time.monotonic() + FLUSH_EVERY
-                while size < BATCH:
-                    try:
-                        item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0001))
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        done = True
-                        break
-                    batch.append(item)
-                    size += len(item[0])
+                batch, done, full = self._next_batch(linger=not full)
                 if batch:
                     self._store(batch)
                 now = time.monotonic()
@@ -86,7 +80,36 @@ class JobLog:
         finally:
             connection.close()
 
-    def _store(self, batch: list[tuple[list[str], float]]) -> None:
+    def _next_batch(self, *, linger: bool) -> tuple[list[Chunk], bool, bool]:
+        """The chunks to store next, whether the log is closed, and whether
+        the batch stopped at ``BATCH`` lines (more are waiting).
+
+        Waits up to ``FLUSH_EVERY`` for a first chunk, then ``FLUSH_EVERY``
+        more before it takes what else came: a tool printing fast wakes this
+        thread ten times a second, not once for each read of its output, and
+        each COPY carries more lines. It does not linger while working off a
+        backlog, nor once the log is closing (the last lines go in at once).
+        """
+        try:
+            item = self._queue.get(timeout=FLUSH_EVERY)
+        except queue.Empty:
+            return [], False, False
+        if linger:
+            self._closing.wait(FLUSH_EVERY)
+        batch: list[Chunk] = []
+        size = 0
+        while item is not None:
+            batch.append(item)
+            size += len(item[0])
+            if size >= BATCH:
+                return batch, False, True
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False, False
+        return batch, True, False
+
+    def _store(self, batch: list[Chunk]) -> None:
         """Redact and store chunks of lines, numbered on from the last.
 
         Redacting a chunk as one text is the same as line by line (no token
