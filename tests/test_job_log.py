@@ -120,3 +120,26 @@ def test_a_log_the_database_refuses_leaves_the_job_running_for_the_reaper(ctx):
     job = Job.objects.get(pk=ctx.job.pk)
     assert job.state == Job.State.RUNNING
     assert stored(ctx.job.pk) == [(1, "in the way")]
+
+
+def test_deleting_a_job_deletes_its_log(ctx):
+    ctx.log.write("one\ntwo")
+    ctx.log.close()
+    assert len(stored(ctx.job.pk)) == 2
+
+    Job.objects.filter(pk=ctx.job.pk).delete()
+
+    assert not JobLogLine.objects.filter(job_id=ctx.job.pk).exists()
+
+
+def test_a_log_whose_job_is_gone_stops_the_command(ctx, tmp_path):
+    # No foreign key in the database refuses its lines: the claim, checked
+    # with every batch, finds the job gone.
+    tool = tmp_path / "forever.py"
+    tool.write_text("import time\nwhile True:\n    print('still here', flush=True)\n    time.sleep(0.05)\n")
+    ctx.log.write("before")
+    wait_for(lambda: stored(ctx.job.pk))
+    Job.objects.filter(pk=ctx.job.pk).delete()
+
+    with pytest.raises(JobLost):
+        runner.run(ctx, [sys.executable, str(tool)], timeout=120)
