@@ -13,6 +13,11 @@ Meanwhile another process asks for the log tail, the page's query
 (``JobLogLine.objects.filter(job=...).order_by('-number')[:200]``), every
 100 ms, and times it.
 
+Besides the times it counts the CPU the ingestion costs: the worker's own
+(the runner and the log thread), the database backend's that stores the
+lines (read from /proc when PostgreSQL runs on this machine), and the
+command's (more when it writes into a pipe than into /dev/null).
+
     python -m bench.logs [--lines N] [--work N]
 """
 
@@ -21,11 +26,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 from bench.common import Stopwatch, bench_environment, ensure_database, median, scratch, setup_django, table
 
@@ -53,6 +61,54 @@ def tail_prober(job_id: int, stop: Event, results: multiprocessing.Queue) -> Non
         timings.append((clock.seconds() * 1000, rows[0][0] if rows else 0))
         time.sleep(0.1)
     results.put(timings)
+
+
+class BackendClock(threading.Thread):
+    """The CPU time of the database backends that store a job's lines.
+
+    Polls pg_stat_activity for the backend whose last statement was the log
+    thread's COPY or heartbeat, and its /proc entry (readable when the
+    database runs on this machine) until it ends; None when unreadable.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self._ticks: dict[int, int] = {}
+        self._readable = True
+        self.own_cpu = 0.0  # this thread's, not to be counted as the worker's
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.wait(0.05):
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND (query LIKE 'COPY releases_joblogline %' OR query LIKE 'UPDATE \"releases_job\" SET \"heartbeat_at\"%')"
+                ).fetchall()
+                for pid in {row[0] for row in rows} | set(self._ticks):
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        if pid not in self._ticks:  # never read: the database runs elsewhere
+                            self._readable = False
+                        continue
+                    self._ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+                self.own_cpu = time.thread_time()
+
+    def seconds(self) -> float | None:
+        self.stop.set()
+        self.join()
+        if not self._readable or not self._ticks:
+            return None
+        return sum(self._ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -92,13 +148,17 @@ def main(argv: list[str] | None = None) -> None:
         returned: list[float] = []
         ingested: list[float] = []
         cpu: list[float] = []
+        database_cpu: list[float] = []
+        command_cpu: dict[str, list[float]] = {"devnull": [], "log": []}
         timings: list[tuple[float, int]] = []
         stored = 0
         # Interleaved pairs, so that the machine's other load hits both alike.
         for _ in range(args.pairs):
+            before = children_cpu()
             clock = Stopwatch()
             subprocess.run(argv_, stdout=subprocess.DEVNULL, check=True, env=tool_env)
             devnull.append(clock.seconds())
+            command_cpu["devnull"].append(children_cpu() - before)
 
             job = Job.objects.create(kind=Job.Kind.BUILD, release=release)
             claim = job_claim(job.pk, worker="bench")
@@ -110,12 +170,19 @@ def main(argv: list[str] | None = None) -> None:
             prober.start()
             ctx = JobContext.open(job, claim)
             cpu_before = time.process_time()
+            backend = BackendClock(os.environ["DATABASE_URL"])
+            backend.start()
+            before = children_cpu()
             clock = Stopwatch()
             runner.run(ctx, argv_, show=["python", "noisy.py"])
             returned.append(clock.seconds())
+            command_cpu["log"].append(children_cpu() - before)
             ctx.close()
             ingested.append(clock.seconds())
-            cpu.append(time.process_time() - cpu_before)
+            backend_seconds = backend.seconds()
+            cpu.append(time.process_time() - cpu_before - backend.own_cpu)
+            if backend_seconds is not None:
+                database_cpu.append(backend_seconds)
             stop.set()
             timings += results.get(timeout=60)
             prober.join()
@@ -133,6 +200,11 @@ def main(argv: list[str] | None = None) -> None:
                 ["through the job log: command returned (s, median)", median(returned)],
                 ["through the job log: last line stored (s, median)", median(ingested)],
                 ["worker CPU for the log (s, median)", median(cpu)],
+                ["database CPU for the log (s, median)", median(database_cpu) if database_cpu else "not readable"],
+                [
+                    "command CPU, to /dev/null / through the job log (s, median)",
+                    f"{median(command_cpu['devnull']):.3f} / {median(command_cpu['log']):.3f}",
+                ],
                 ["ingestion overhead per pair (%)", " ".join(f"{o:.1f}" for o in overheads)],
                 ["ingestion overhead (%, median)", f"{overhead:.1f}"],
                 ["ingestion rate (lines/s)", f"{stored / median(ingested):,.0f}"],

@@ -18,6 +18,9 @@ from releases.validators import clean_ref, clean_version
         "_".join(["ghp", "a1B2c3D4e5F6" * 3]),
         "_".join(["github", "pat", "11ABCDEFG" + "0123456789" * 2, "abcdefghij" * 3]),
         "_".join(["ghs", "Z" * 36]),
+        "_".join(["gho", "Q9" * 18]),
+        "_".join(["ghu", "k" * 36]),
+        "_".join(["ghr", "0aZ" * 12]),
     ],
 )
 def test_anything_shaped_like_a_token_is_redacted(token):
@@ -32,6 +35,14 @@ def test_a_registered_secret_is_redacted_whatever_its_shape():
 
 def test_credentials_in_urls_are_redacted():
     assert redact("https://user:s3cret@example.org/simple/") == "https://[redacted]@example.org/simple/"
+
+
+def test_a_long_text_is_redacted_like_each_of_its_lines():
+    # A job's log is redacted a chunk of lines at a time.
+    token = "_".join(["ghp", "a1B2c3D4e5F6" * 3])
+    lines = [f"line {n} https://ci:pw{n}@example.org/ and {token if n % 3 else 'nothing'}" for n in range(50)]
+    assert redact("\n".join(lines)).split("\n") == [redact(line) for line in lines]
+    assert "[redacted]" in redact(lines[1]) and token not in redact("\n".join(lines))
 
 
 def test_simple_api_json_gives_filenames_and_digests():

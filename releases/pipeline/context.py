@@ -12,6 +12,7 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,11 @@ from releases.redaction import redact
 from releases.services.jobs import Claim, job_heartbeat, job_set_step
 
 MAX_LINE = 10_000
-BATCH = 2000
+# At most this many lines in one COPY; a backlog is worked off in such batches.
+BATCH = 10_000
 FLUSH_EVERY = 0.1
+
+Chunk = tuple[list[str], float]
 
 
 class JobLog:
@@ -37,7 +41,8 @@ class JobLog:
         self.claim = claim
         self.lost = threading.Event()
         # Chunks of lines with the time they arrived, or None to stop.
-        self._queue: queue.SimpleQueue[tuple[list[str], float] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
+        self._closing = threading.Event()
         last = JobLogLine.objects.filter(job_id=claim.job_id).aggregate(n=Max("number"))["n"]
         self._number = last or 0
         self._thread = threading.Thread(target=self._run, name=f"job-{claim.job_id}-log", daemon=True)
@@ -53,27 +58,17 @@ class JobLog:
             self._queue.put(([line[:MAX_LINE] for line in lines], time.time()))
 
     def close(self) -> None:
+        self._closing.set()
         self._queue.put(None)
         self._thread.join()
 
     def _run(self) -> None:
         last_beat = 0.0
         done = False
+        full = False
         try:
             while not done:
-                batch: list[tuple[list[str], float]] = []
-                size = 0
-                deadline = time.monotonic() + FLUSH_EVERY
-                while size < BATCH:
-                    try:
-                        item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0001))
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        done = True
-                        break
-                    batch.append(item)
-                    size += len(item[0])
+                batch, done, full = self._next_batch(linger=not full)
                 if batch:
                     self._store(batch)
                 now = time.monotonic()
@@ -86,41 +81,68 @@ class JobLog:
         finally:
             connection.close()
 
-    def _store(self, batch: list[tuple[list[str], float]]) -> None:
-        """Redact and store chunks of lines, numbered on from the last.
+    def _next_batch(self, *, linger: bool) -> tuple[list[Chunk], bool, bool]:
+        """The chunks to store next, whether the log is closed, and whether
+        the batch stopped at ``BATCH`` lines (more are waiting).
+
+        Waits up to ``FLUSH_EVERY`` for a first chunk, then ``FLUSH_EVERY``
+        more before it takes what else came: a tool printing fast wakes this
+        thread ten times a second, not once for each read of its output, and
+        each COPY carries more lines. It does not linger while working off a
+        backlog, nor once the log is closing (the last lines go in at once).
+        """
+        try:
+            item = self._queue.get(timeout=FLUSH_EVERY)
+        except queue.Empty:
+            return [], False, False
+        if linger:
+            self._closing.wait(FLUSH_EVERY)
+        batch: list[Chunk] = []
+        size = 0
+        while item is not None:
+            batch.append(item)
+            size += len(item[0])
+            if size >= BATCH:
+                return batch, False, True
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False, False
+        return batch, True, False
+
+    def _store(self, batch: list[Chunk]) -> None:
+        """Store chunks of lines: COPY on PostgreSQL, in its binary format
+        (no text to escape, no number or time for the server to parse)."""
+        if connection.vendor != "postgresql":
+            JobLogLine.objects.bulk_create(
+                JobLogLine(job_id=job_id, number=number, created_at=created, text=text)
+                for job_id, number, created, text in self._rows(batch)
+            )
+            return
+        table = JobLogLine._meta.db_table
+        # Reference: https://www.psycopg.org/psycopg3/docs/basic/copy.html (binary copy)
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} (job_id, number, created_at, text) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            # The columns' own types: bigint, integer, timestamptz, text.
+            copy.set_types(["int8", "int4", "timestamptz", "text"])
+            for row in self._rows(batch):
+                copy.write_row(row)
+
+    def _rows(self, batch: list[Chunk]) -> Iterator[tuple[int, int, datetime, str]]:
+        """The chunks' lines, redacted and numbered on from the last.
 
         Redacting a chunk as one text is the same as line by line (no token
         pattern crosses a line end) at a fraction of the cost. PostgreSQL
         refuses NUL in text, and one such byte from a tool must not lose the
         whole log, so it becomes U+FFFD.
         """
-        job_id = self.claim.job_id
-        if connection.vendor != "postgresql":
-            rows = []
-            for lines, at in batch:
-                created = datetime.fromtimestamp(at, UTC)
-                for text in redact("\n".join(lines).replace("\x00", "\ufffd")).split("\n"):
-                    self._number += 1
-                    rows.append(JobLogLine(job_id=job_id, number=self._number, created_at=created, text=text))
-            JobLogLine.objects.bulk_create(rows)
-            return
-        # COPY's text format: one row a line, tab separated, backslash escapes.
-        # Reference: https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2
-        out = []
         for lines, at in batch:
-            stamp = datetime.fromtimestamp(at, UTC).isoformat()
-            text = redact("\n".join(lines).replace("\x00", "\ufffd"))
-            text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
-            for line in text.split("\n"):
+            created = datetime.fromtimestamp(at, UTC)
+            for text in redact("\n".join(lines).replace("\x00", "\ufffd")).split("\n"):
                 self._number += 1
-                out.append(f"{job_id}\t{self._number}\t{stamp}\t{line}\n")
-        table = JobLogLine._meta.db_table
-        # Reference: https://www.psycopg.org/psycopg3/docs/basic/copy.html
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {table} (job_id, number, created_at, text) FROM STDIN") as copy,
-        ):
-            copy.write("".join(out))
+                yield self.claim.job_id, self._number, created, text
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -59,7 +60,12 @@ _PASS_THROUGH = (
 )
 
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 18
+# The tool's pipe is made this large where the system allows it (Linux lets
+# an unprivileged process have 1 MiB by default; elsewhere it stays 64 KiB),
+# so that a tool printing fast does not wait on a full pipe while the reader
+# lets output gather or is slow to be scheduled on a busy machine.
+PIPE_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,8 @@ def run(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    assert process.stdout is not None
+    _enlarge_pipe(process.stdout.fileno())
     stopped: list[str] = []
 
     def stop(why: str) -> None:
@@ -122,14 +130,13 @@ def run(
     watcher.start()
     tail: deque[str] = deque(maxlen=40)
     try:
-        assert process.stdout is not None
         for lines in _read_lines(process.stdout.fileno()):
             ctx.log.write_lines([prefix + line for line in lines] if prefix else lines)
             tail.extend(lines)
         returncode = process.wait()
     finally:
         timer.cancel()
-        process.stdout.close()  # type: ignore[union-attr]
+        process.stdout.close()
         if process.poll() is None:
             stop("the job was interrupted")
             process.wait()
@@ -161,10 +168,18 @@ def _read_lines(fd: int) -> Iterator[list[str]]:
         pending = text[end + 1 :]
         yield (text[:end] + "\n").splitlines()
         if len(chunk) < READ_SIZE // 4:
-            # A little output: let more gather in the pipe (64 KiB) rather
-            # than wake up for every line a tool prints. The page shows it
-            # 10 ms later; a tool printing fast is not slowed by our reads.
+            # A little output: let more gather in the pipe rather than wake
+            # up for every line a tool prints. The page shows it 10 ms later;
+            # a tool printing fast is not slowed by our reads.
             time.sleep(0.01)
+
+
+def _enlarge_pipe(fd: int) -> None:
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is not None:
+        # Refused above the system's limit: the pipe keeps its size.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setsize, PIPE_SIZE)
 
 
 def _watch_ownership(ctx: JobContext, process: subprocess.Popen[bytes], stop: object) -> None:
