@@ -3,7 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # Install only from PyPI, with the lock's hashes, ignoring the machine's pip/uv config.
-UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --python $(BIN)/python
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set, every
+# process (each manage.py command, each worker tool) would otherwise compile
+# Django and its libraries from source, about 1 s a start.
+UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --compile-bytecode --python $(BIN)/python
 PYTEST_ARGS ?=
 
 .PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
