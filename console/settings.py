@@ -199,6 +199,10 @@ JOB_WORK_ROOT = Path(env_str("JOB_WORK_ROOT", str(VAR_DIR / "jobs")))
 TOOL_CACHE_DIR = Path(env_str("TOOL_CACHE_DIR", str(VAR_DIR / "cache")))
 # The index that build back-ends (setuptools, hatchling...) come from.
 BUILD_INDEX_URL = env_str("BUILD_INDEX_URL", "https://pypi.org/simple/")
+# A project's build environment (its build-system requirements, compiled) is
+# kept and reused for this long, then made again; 0 builds every release in a
+# fresh isolated environment.
+BUILD_ENV_MAX_AGE_HOURS = env_int("BUILD_ENV_MAX_AGE_HOURS", 24)
 
 # Time limits, in seconds.
 JOB_COMMAND_TIMEOUT = env_int("JOB_COMMAND_TIMEOUT", 900, minimum=1)

@@ -4,18 +4,24 @@ worker process, git, uv, twine and devpi-server."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import shutil
 import subprocess
+import uuid
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 from releases.models import AuditEvent, Deployment, DeploymentFile, Job, JobLogLine, Release
 from releases.pipeline.tools import uv_bin
 from releases.services.deployments import deployment_request
+from releases.services.projects import project_create
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
-from tests.support.sample import git
+from tests.support.sample import SampleRepo, git
 
 
 def test_release_create_then_publish_ends_verified(worker, project, sandbox, devpi, index_account, capsys):
@@ -148,3 +154,56 @@ def test_a_wheel_that_cannot_be_built_from_the_sdist_fails_the_build(worker, pro
     log = "\n".join(JobLogLine.objects.filter(job__release=release).values_list("text", flat=True))
     assert "requirements.txt" in log
     assert not release.artifacts.exists()
+
+
+def build_log(release: Release) -> str:
+    return "\n".join(JobLogLine.objects.filter(job__release=release).order_by("number").values_list("text", flat=True))
+
+
+def test_a_project_reuses_its_build_environment_until_its_build_requirements_change(worker, tmp_path):
+    repo = SampleRepo(tmp_path / "envs", name=f"envs-{uuid.uuid4().hex[:8]}")
+    project = project_create(name=repo.name, source=str(repo.path), actor=None)
+    logs = []
+    for version in ("1.0.0", "1.1.0"):
+        repo.commit_version(version, tag=f"v{version}")
+        release = wait_built(release_create(project=project, version=version, ref=f"v{version}", actor=None))
+        assert release.build_state == Release.BuildState.BUILT, release.build_error
+        logs.append(build_log(release))
+    assert "making a build environment for setuptools>=61" in logs[0]
+    assert "--no-build-isolation" in logs[0]
+    assert "making a build environment" not in logs[1]
+    assert re.search(r"build environment: cached, setuptools==\d", logs[1])
+
+    # Other build requirements, another environment.
+    repo.commit_version("1.2.0")
+    pyproject = repo.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"setuptools>=61"', '"setuptools>=61", "wheel"'))
+    git(repo.path, "commit", "--quiet", "-am", "wheel too")
+    git(repo.path, "tag", "v1.2.0")
+    release = wait_built(release_create(project=project, version="1.2.0", ref="v1.2.0", actor=None))
+    assert release.build_state == Release.BuildState.BUILT, release.build_error
+    assert "making a build environment for setuptools>=61, wheel" in build_log(release)
+
+
+def test_a_build_that_fails_in_a_broken_cached_environment_is_built_in_isolation(worker, tmp_path):
+    repo = SampleRepo(tmp_path / "broken", name=f"broken-{uuid.uuid4().hex[:8]}")
+    project = project_create(name=repo.name, source=str(repo.path), actor=None)
+    repo.commit_version("1.0.0", tag="v1.0.0")
+    assert wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None)).is_built
+    # The cached environment loses its back-end (a disk cleaner, a bad upgrade).
+    folders = [p.parent for p in (settings.TOOL_CACHE_DIR / "build-envs").glob("*/ready.json")]
+    mine = [f for f in folders if json.loads((f / "ready.json").read_text()).get("project") == project.name]
+    assert len(mine) == 1
+    for folder in mine:
+        for package in folder.glob("lib/python*/site-packages/setuptools"):
+            shutil.rmtree(package)
+
+    repo.commit_version("1.1.0", tag="v1.1.0")
+    release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
+    assert release.build_state == Release.BuildState.BUILT, release.build_error
+    assert "the cached build environment could not build it; building again in isolation" in build_log(release)
+
+    repo.commit_version("1.2.0", tag="v1.2.0")
+    again = wait_built(release_create(project=project, version="1.2.0", ref="v1.2.0", actor=None))
+    assert again.is_built
+    assert "making a build environment for setuptools>=61" in build_log(again)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from packaging.version import Version
 
 from releases.models import Artifact, Release
 from releases.pipeline import runner
+from releases.pipeline.build_env import BuildEnvironment, cached_build_environment
 from releases.pipeline.context import JobContext
 from releases.pipeline.errors import StepFailed
 from releases.pipeline.tools import git_bin, python_bin, uv_bin
@@ -45,7 +47,8 @@ def build_release(ctx: JobContext, release: Release) -> BuildOutput:
     epoch = runner.run(ctx, [git_bin(), "-C", str(source), "log", "-1", "--format=%ct"], show=["git", "log", "-1"])
     # Timestamps from the commit, so that the same commit builds the same bytes.
     env = runner.clean_env(ctx, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()})
-    outputs = build_dists(ctx, source, dist, env)
+    build_env = cached_build_environment(ctx, release.project.name, source)
+    outputs = build_dists(ctx, source, dist, env, build_env)
     files = sorted(path for path in dist.glob("*/*") if path.suffix in {".whl", ".gz"})
     check_names(release, files)
     warnings = twine_warnings(release, outputs)
@@ -53,7 +56,9 @@ def build_release(ctx: JobContext, release: Release) -> BuildOutput:
     return BuildOutput(commit=commit, artifacts=[store(release, path) for path in files], warnings=warnings)
 
 
-def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) -> list[runner.Result]:
+def build_dists(
+    ctx: JobContext, source: Path, dist: Path, env: dict[str, str], build_env: BuildEnvironment | None
+) -> list[runner.Result]:
     """1. Build the sdist from the checkout into ``dist/sdist``.
     2. Build the wheel from that sdist into ``dist/wheel``, as ``python -m
        build`` does: a file the sdist leaves out fails the build here, not
@@ -64,7 +69,7 @@ def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) 
     Returns the checks' results. The check thread touches no database: the
     log is written through its queue.
     """
-    sdist = build_one(ctx, "sdist", source, dist / "sdist", env)
+    sdist = build_one(ctx, "sdist", source, dist / "sdist", env, build_env)
     checks: list[runner.Result] = []
     failures: list[BaseException] = []
 
@@ -77,7 +82,7 @@ def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) 
     thread = threading.Thread(target=check_sdist, name=f"job-{ctx.job.pk}-check-sdist")
     thread.start()
     try:
-        wheels = build_one(ctx, "wheel", sdist, dist / "wheel", env)
+        wheels = build_one(ctx, "wheel", sdist, dist / "wheel", env, build_env)
     finally:
         thread.join()
     if failures:
@@ -86,9 +91,29 @@ def build_dists(ctx: JobContext, source: Path, dist: Path, env: dict[str, str]) 
     return checks
 
 
-def build_one(ctx: JobContext, kind: str, source: Path, out: Path, env: dict[str, str]) -> Path:
+def build_one(
+    ctx: JobContext, kind: str, source: Path, out: Path, env: dict[str, str], build_env: BuildEnvironment | None
+) -> Path:
     """``uv build --sdist`` of a tree, or ``uv build --wheel`` of a tree or an
-    sdist; the file it made."""
+    sdist, in the cached build environment when there is one; the file it
+    made. A build that fails there is built again in isolation, whose
+    result counts, and the environment is made anew for the next build."""
+    if build_env is not None and build_env.usable:
+        argv = [uv_bin(), "build", f"--{kind}", "--no-build-isolation", "--python", str(build_env.python)]
+        show = ["uv", "build", f"--{kind}", "--no-build-isolation", "--out-dir", f"dist/{kind}", source.name]
+        result = runner.run(
+            ctx,
+            [*argv, "--out-dir", str(out), "--no-config", str(source)],
+            show=show,
+            env=env,
+            check=False,
+            prefix=f"[{kind}] ",
+        )
+        if result.returncode == 0:
+            return _made(kind, out)
+        ctx.log.write(f"[{kind}] the cached build environment could not build it; building again in isolation")
+        build_env.discard()
+        shutil.rmtree(out, ignore_errors=True)
     runner.run(
         ctx,
         [
@@ -108,6 +133,10 @@ def build_one(ctx: JobContext, kind: str, source: Path, out: Path, env: dict[str
         env=env,
         prefix=f"[{kind}] ",
     )
+    return _made(kind, out)
+
+
+def _made(kind: str, out: Path) -> Path:
     built = sorted(p for p in out.iterdir() if p.suffix in {".whl", ".gz"}) if out.is_dir() else []
     if len(built) != 1:
         raise StepFailed(f"uv build --{kind} made {[p.name for p in built]}; expected one file.")
