@@ -6,12 +6,12 @@ from celery import Task, shared_task
 
 from releases.services import monitoring, scans
 from releases.services.approvals import approvals_expire
-from releases.services.jobs import jobs_reap
+from releases.services.jobs import RUN_JOB, jobs_reap
 from releases.services.pipeline import job_run
 from releases.services.webhooks import webhook_process
 
 
-@shared_task(bind=True, name="releases.tasks.run_job")
+@shared_task(bind=True, name=RUN_JOB)
 def run_job(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
     job_run(job_id, task_id=self.request.id or "")
 

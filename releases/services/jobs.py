@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -30,10 +31,14 @@ def job_create(*, kind: str, release: Release, deployment: Deployment | None = N
     return job
 
 
-def job_send(job_id: int) -> None:
-    from releases.tasks import run_job
+# The task that runs a job (releases/tasks.py), sent by name: a process that
+# only queues work, such as a headless command, does not import the worker's
+# pipeline to send it (a third of a command's start-up).
+RUN_JOB = "releases.tasks.run_job"
 
-    transaction.on_commit(lambda: run_job.delay(job_id))
+
+def job_send(job_id: int) -> None:
+    transaction.on_commit(lambda: current_app.send_task(RUN_JOB, args=[job_id]))
 
 
 @dataclass(frozen=True)
