@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -163,6 +164,12 @@ def build_log(release: Release) -> str:
 def test_a_project_reuses_its_build_environment_until_its_build_requirements_change(worker, tmp_path):
     repo = SampleRepo(tmp_path / "envs", name=f"envs-{uuid.uuid4().hex[:8]}")
     project = project_create(name=repo.name, source=str(repo.path), actor=None)
+    # An environment nobody has used for three days (former requirements).
+    stale = settings.TOOL_CACHE_DIR / "build-envs" / f"stale-{uuid.uuid4().hex[:8]}"
+    (stale / "bin").mkdir(parents=True)
+    (stale / "ready.json").write_text("{}")
+    three_days_ago = time.time() - 3 * 24 * 3600
+    os.utime(stale / "ready.json", (three_days_ago, three_days_ago))
     logs = []
     for version in ("1.0.0", "1.1.0"):
         repo.commit_version(version, tag=f"v{version}")
@@ -170,6 +177,7 @@ def test_a_project_reuses_its_build_environment_until_its_build_requirements_cha
         assert release.build_state == Release.BuildState.BUILT, release.build_error
         logs.append(build_log(release))
     assert "making a build environment for setuptools>=61" in logs[0]
+    assert not stale.exists()
     assert "--no-build-isolation" in logs[0]
     assert "making a build environment" not in logs[1]
     assert re.search(r"build environment: cached, setuptools==\d", logs[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from releases.pipeline.build_env import build_requirements
 from releases.pipeline.index_client import JSON_TYPE, parse_project_page
 from releases.redaction import redact, register_secret
 from releases.validators import clean_ref, clean_version
@@ -94,3 +95,25 @@ def test_audit_events_form_a_verifiable_chain():
     broken = audit_verify_chain()
     assert broken is not None
     assert broken.event_id == events[1].pk
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "expected"),
+    [
+        ('[build-system]\nrequires = ["setuptools>=61", "wheel"]\n', ["setuptools>=61", "wheel"]),
+        ('[build-system]\nrequires = ["wheel", "setuptools >= 61"]\n', ["setuptools>=61", "wheel"]),
+        ("[build-system]\nrequires = []\n", []),
+        ('build-system = "setuptools"\n', None),
+        ('[build-system]\nrequires = "setuptools"\n', None),
+        ('[build-system]\nrequires = ["setuptools>=>61"]\n', None),
+        ("[project]\nname = 'x'\n", None),
+        ("not toml [", None),
+    ],
+)
+def test_build_requirements_key_a_cached_environment_only_when_they_are_valid(tmp_path, pyproject, expected):
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    assert build_requirements(tmp_path) == expected
+
+
+def test_a_checkout_without_pyproject_builds_in_isolation(tmp_path):
+    assert build_requirements(tmp_path) is None

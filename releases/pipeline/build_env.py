@@ -11,7 +11,8 @@ takes that away, safely:
 * its key is the project, the Python, the build index and the exact
   ``[build-system] requires`` strings: any change makes a new one;
 * it is made again after ``BUILD_ENV_MAX_AGE_HOURS``, so new releases of the
-  back-end arrive as they would in an isolated build (0: no caching);
+  back-end arrive as they would in an isolated build (0: no caching), and
+  removed once unused for twice that;
 * it is made under a file lock, and used only once its ``ready`` file holds
   what was installed, which every build logs;
 * a build that fails in it is built again in isolation, and that result is
@@ -67,7 +68,8 @@ def build_requirements(source: Path) -> list[str] | None:
         data = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
-    requires = data.get("build-system", {}).get("requires")
+    system = data.get("build-system")
+    requires = system.get("requires") if isinstance(system, dict) else None
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         return None
     try:
@@ -95,6 +97,7 @@ def cached_build_environment(ctx: JobContext, project: str, source: Path) -> Bui
         if ready is not None:
             ctx.log.write(f"build environment: cached, {', '.join(ready.installed)}")
             return ready
+        _prune(root, max_age)
         return _make(ctx, folder, project, requires)
 
 
@@ -111,6 +114,29 @@ def _read_ready(folder: Path, project: str, requires: list[str], max_age: float)
         return None
     ready = BuildEnvironment(folder, [str(i) for i in installed])
     return ready if ready.python.exists() else None
+
+
+def _prune(root: Path, max_age: float) -> None:
+    """Remove the environments nobody has made or used for twice their
+    lifetime: a project's former requirements, a project that stopped
+    releasing. One in use is locked, and skipped."""
+    cutoff = time.time() - 2 * max_age
+    for folder in root.iterdir():
+        if not folder.is_dir():
+            continue
+        stamp = folder / READY
+        try:
+            made = (stamp if stamp.exists() else folder).stat().st_mtime
+        except OSError:
+            continue
+        if made > cutoff:
+            continue
+        with (root / f"{folder.name}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _make(ctx: JobContext, folder: Path, project: str, requires: list[str]) -> BuildEnvironment:
