@@ -229,3 +229,25 @@ def test_a_project_page_that_does_not_answer_fails_the_deployment_with_the_check
     assert "| project page answers | FAILED |" in markdown
     # The SBOM was made once, by the first verify.
     assert Sbom.objects.filter(release=release).count() == 1
+
+
+def test_a_release_that_does_not_import_fails_verify_and_stores_no_sbom(worker, project, sample_repo, sandbox):
+    # The SBOM starts as soon as the install ends, beside the import; an
+    # import that fails throws its result away.
+    sample_repo.commit_version("1.3.0", tag="v1.3.0", body="raise ImportError('needs a config file')\n")
+    release = wait_built(release_create(project=project, version="1.3.0", ref="v1.3.0", actor=None))
+    assert release.is_built, release.build_error
+
+    deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
+
+    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.reason.startswith("Verify failed:")
+    assert "ImportError: needs a config file" in deployment.reason
+    assert not Sbom.objects.filter(release=release).exists()
+    assert not CheckResult.objects.get(deployment=deployment, name=checks.INSTALLS).passed
+    verify = Job.objects.get(deployment=deployment, kind=Job.Kind.VERIFY)
+    assert verify.state == Job.State.FINISHED
+    lines = list(verify.lines.order_by("number").values_list("text", flat=True))
+    started = lines.index("==> making the SBOM (CycloneDX 1.6) beside the import and the checks")
+    assert started < lines.index("==> importing sample_pkg")
+    assert any(line.startswith("[sbom] $ cyclonedx-py environment") for line in lines)

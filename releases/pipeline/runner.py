@@ -144,7 +144,11 @@ def run(
     if stopped:
         raise StepFailed(f"{Path(argv[0]).name} was stopped: {stopped[0]}.")
     if check and returncode != 0:
-        raise StepFailed(f"{' '.join(show or argv)} exited with status {returncode}.")
+        # The last thing it said is usually why (a traceback's last line, a
+        # tool's error); the reason is redacted where the job fails.
+        last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        said = f": {last[:300]}" if last else "."
+        raise StepFailed(f"{' '.join(show or argv)} exited with status {returncode}{said}")
     return Result(returncode, list(tail))
 
 

@@ -13,11 +13,13 @@ from releases.pipeline.errors import StepFailed
 from releases.pipeline.tools import python_bin
 
 SPEC_VERSION = "1.6"
+PREFIX = "[sbom] "
 
 
 def make_sbom(ctx: JobContext, venv_python: Path) -> dict[str, Any]:
-    """Run cyclonedx-py on the environment of ``venv_python`` and read its output."""
-    ctx.step("making the SBOM (CycloneDX 1.6)")
+    """Run cyclonedx-py on the environment of ``venv_python`` and read its
+    output. It touches no database, so it can run in a thread beside the
+    job's other steps; its log lines start with ``[sbom]``."""
     output = ctx.workdir / "sbom.cdx.json"
     # Reference: https://cyclonedx-bom-tool.readthedocs.io/en/latest/usage.html#for-python-virtual-environment
     runner.run(
@@ -49,6 +51,7 @@ def make_sbom(ctx: JobContext, venv_python: Path) -> dict[str, Any]:
             "--output-format",
             "JSON",
         ],
+        prefix=PREFIX,
     )
     try:
         document: dict[str, Any] = json.loads(output.read_text())
@@ -56,5 +59,5 @@ def make_sbom(ctx: JobContext, venv_python: Path) -> dict[str, Any]:
         raise StepFailed(f"cyclonedx-py wrote no readable SBOM: {exc}") from None
     if document.get("bomFormat") != "CycloneDX" or document.get("specVersion") != SPEC_VERSION:
         raise StepFailed("cyclonedx-py wrote something that is not a CycloneDX 1.6 document.")
-    ctx.log.write(f"SBOM: {len(document.get('components', []))} components")
+    ctx.log.write(f"{PREFIX}SBOM: {len(document.get('components', []))} components")
     return document

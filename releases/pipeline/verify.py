@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,14 @@ class VerifyOutput:
     python: Path
 
 
-def verify_deployment(ctx: JobContext, deployment: Deployment) -> VerifyOutput:
+def verify_deployment(
+    ctx: JobContext, deployment: Deployment, *, once_installed: Callable[[Path], object] | None = None
+) -> VerifyOutput:
     """1. Wait (bounded) until the index lists every file with our sha256.
     2. Make a fresh ``uv venv`` that reads no user or site configuration.
     3. Install ``name==version`` from the environment's index only, its
        dependencies from the fallback index, with our digests required.
+       ``once_installed`` is then called with the environment's python.
     4. Import the top-level modules, and check dependency consistency.
 
     Steps 1, 3-4 and the consistency check are each recorded as a
@@ -101,6 +105,8 @@ def verify_deployment(ctx: JobContext, deployment: Deployment) -> VerifyOutput:
                     f"{attempt} attempts: {result.tail[-1].strip() if result.tail else 'see the log'}"
                 )
             time.sleep(settings.VERIFY_BACKOFF * 2 ** (attempt - 1))
+        if once_installed is not None:
+            once_installed(python)
         modules = top_level_modules(artifacts)
         ctx.step("importing " + ", ".join(modules))
         runner.run(

@@ -18,6 +18,9 @@ import logging
 import socket
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
@@ -117,9 +120,7 @@ def _run_step(ctx: JobContext, job: Job) -> Callable[[], None] | None:
     if job.kind == Job.Kind.UPLOAD:
         _upload(ctx, deployment)
     elif job.kind == Job.Kind.VERIFY:
-        output = verify_deployment(ctx, deployment)
-        _post_publication(ctx, deployment, output)
-        _record_verified(deployment, output)
+        _verify(ctx, deployment)
     elif job.kind == Job.Kind.DISPATCH:
         _dispatch(ctx, deployment)
     elif job.kind == Job.Kind.TRACK:
@@ -152,26 +153,39 @@ def _gate(deployment: Deployment, what: str) -> None:
         raise StepFailed(f"Not {what}: {problem}")
 
 
-def _post_publication(ctx: JobContext, deployment: Deployment, output: VerifyOutput) -> None:
-    """After a verify install:
+def _verify(ctx: JobContext, deployment: Deployment) -> None:
+    """Install from the index and check what arrived, then:
 
-    1. The release's SBOM, made once from this environment before its
-       folder goes, then its vulnerability scan. An unreachable service
-       does not fail the deployment (the files are published): the SBOM
-       keeps the reason and the beat's ``scan_pending`` retries it as a
-       scan job.
+    1. The release's SBOM, made once from the verify environment before its
+       folder goes, then its vulnerability scan. ``cyclonedx-py`` starts as
+       soon as the install ends and runs beside the import and the checks
+       (it only reads the environment, and touches no database). An
+       unreachable vulnerability service does not fail the deployment (the
+       files are published): the SBOM keeps the reason and the beat's
+       ``scan_pending`` retries it as a scan job.
     2. The checks the install does not cover; any failed check fails the
-       job, naming each.
+       job, naming each, once the SBOM is stored.
+
+    A failed install or import stores no SBOM.
     """
     release = deployment.release
-    made = None
-    if not Sbom.objects.filter(release=release).exists():
-        made = sbom_record(release, make_sbom(ctx, output.python))
-    if made is not None:
+    making: list[Future[dict[str, Any]]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job-{ctx.job.pk}-sbom") as pool:
+
+        def start_sbom(python: Path) -> None:
+            if not Sbom.objects.filter(release=release).exists():
+                ctx.step("making the SBOM (CycloneDX 1.6) beside the import and the checks")
+                making.append(pool.submit(make_sbom, ctx, python))
+
+        output = verify_deployment(ctx, deployment, once_installed=start_sbom)
+        failed = checks.after_install_checks(ctx, deployment, output.python)
+        document = making[0].result() if making else None
+    if document is not None:
+        sbom_record(release, document)
         _scan(ctx, release, retried_later=True)
-    failed = checks.after_install_checks(ctx, deployment, output.python)
     if failed:
         raise StepFailed("Post-publication checks failed. " + " ".join(failed))
+    _record_verified(deployment, output)
 
 
 def _scan(ctx: JobContext, release: Release, *, retried_later: bool = False) -> None:
