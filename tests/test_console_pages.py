@@ -11,12 +11,21 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from releases.models import Artifact, AuditEvent, Credential, Deployment, Job, JobLogLine, Release
+from releases.selectors.dashboard import deployment_board
 from releases.services.credentials import credential_reveal
-from tests.support.console import PASSWORD, EnvironmentFactory, ReleaseFactory, person_with_role
+from tests.support.console import (
+    PASSWORD,
+    DeploymentFactory,
+    EnvironmentFactory,
+    ProjectFactory,
+    ReleaseFactory,
+    person_with_role,
+)
 
 
 def signed_in(role: str) -> Client:
@@ -189,3 +198,46 @@ def test_two_simultaneous_publish_clicks_start_one_deployment():
 
     assert statuses == [302, 302]
     assert Deployment.objects.filter(release=release, environment=environment).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_board_shows_what_is_live_and_the_latest_attempt_of_each_project_on_each_environment():
+    test_pypi = EnvironmentFactory(name="test-pypi", title="Test PyPI", position=0)
+    pypi = EnvironmentFactory(name="pypi", title="PyPI", position=1)
+    alpha, beta = ProjectFactory(name="alpha"), ProjectFactory(name="beta")
+
+    def deploy(project, version, environment, status):  # type: ignore[no-untyped-def]
+        return DeploymentFactory(
+            release=ReleaseFactory(project=project, version=version), environment=environment, status=status
+        )
+
+    Status = Deployment.Status
+    deploy(alpha, "1.0.0", test_pypi, Status.SUCCEEDED)
+    deploy(alpha, "1.1.0", test_pypi, Status.FAILED)
+    deploy(alpha, "0.9.0", pypi, Status.SUCCEEDED)
+    deploy(beta, "2.0.0", test_pypi, Status.FAILED)
+    # A newer success of another project on the same environment is not alpha's.
+    deploy(beta, "2.1.0", pypi, Status.SUCCEEDED)
+    deploy(beta, "2.2.0", pypi, Status.PENDING_APPROVAL)
+
+    def versions(board):  # type: ignore[no-untyped-def]
+        return {
+            project.name: [
+                (cell.live.release.version if cell.live else None, cell.latest.release.version if cell.latest else None)
+                for cell in cells
+            ]
+            for project, cells in board.rows()
+        }
+
+    with CaptureQueriesContext(connection) as queries:
+        board = deployment_board()
+    assert len(queries) == 3
+    assert versions(board) == {
+        "alpha": [("1.0.0", "1.1.0"), ("0.9.0", "0.9.0")],
+        "beta": [(None, "2.0.0"), ("2.1.0", "2.2.0")],
+    }
+    # Every deployment keeps its release's project, for the board's index.
+    assert all(d.project_id == d.release.project_id for d in Deployment.objects.select_related("release"))
+
+    page = signed_in("viewer").get(reverse("releases:dashboard")).content.decode()
+    assert "nothing live" in page and "Pending approval" in page

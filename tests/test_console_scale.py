@@ -48,6 +48,7 @@ def seed(projects, environments, user, *, per_project: int, start: int = 0) -> N
                 deployments.append(
                     Deployment(
                         release=release,
+                        project=release.project,
                         environment=environment,
                         status=Deployment.Status.SUCCEEDED if i % 7 else statuses[i % len(statuses)],
                         requested_by=user,

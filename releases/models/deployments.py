@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from releases.models.projects import Environment
+from releases.models.projects import Environment, Project
 from releases.models.releases import Artifact, Release
 
 
@@ -38,6 +40,11 @@ class Deployment(models.Model):
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED)
 
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
+    # The release's project, kept beside it so that the dashboard finds each
+    # project's newest deployment to each environment through an index,
+    # however long the history. Set from the release when saved; a release
+    # never changes project.
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="+", editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
     status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
     reason = models.TextField(blank=True, help_text="Why it ended as it did.")
@@ -69,10 +76,21 @@ class Deployment(models.Model):
         indexes = [
             models.Index(fields=["environment", "status", "-created_at"]),
             models.Index(fields=["requested_by", "-created_at"]),
+            models.Index(fields=["project", "environment", "-id"], name="deployment_board_latest"),
+            models.Index(
+                fields=["project", "environment", "-id"],
+                condition=Q(status="succeeded"),
+                name="deployment_board_live",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.release} → {self.environment.name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.project_id:  # a new deployment: its release decides
+            self.project_id = self.release.project_id
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:

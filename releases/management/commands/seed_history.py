@@ -202,6 +202,7 @@ class Command(BaseCommand):
     def _deployment(self, release: Release, environment: Environment, status: str, at: Any, user: Any) -> Deployment:
         return Deployment(
             release=release,
+            project_id=release.project_id,
             environment=environment,
             status=status,
             reason="" if status == Status.SUCCEEDED else f"{status} (seeded)",
