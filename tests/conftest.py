@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -60,17 +61,24 @@ def project(sample_repo: SampleRepo, db: None) -> Project:
     return project_create(name=sample_repo.name, source=str(sample_repo.path), actor=None)
 
 
+def index_environment(account: IndexAccount, name: str, title: str, **options: Any) -> Environment:
+    """An environment that publishes to a devpi index with the index's own
+    account (``token=`` gives another)."""
+    options.setdefault("token", account.password)
+    return environment_create(
+        name=name,
+        title=title,
+        upload_url=account.upload_url,
+        index_url=account.simple_url,
+        username=account.user,
+        actor=None,
+        **options,
+    )
+
+
 @pytest.fixture
 def sandbox(index_account: IndexAccount, db: None) -> Environment:
-    return environment_create(
-        name="test-pypi",
-        title="Test PyPI",
-        upload_url=index_account.upload_url,
-        index_url=index_account.simple_url,
-        username=index_account.user,
-        token=index_account.password,
-        actor=None,
-    )
+    return index_environment(index_account, "test-pypi", "Test PyPI")
 
 
 @pytest.fixture
@@ -82,17 +90,7 @@ def pypi_account(devpi: DevpiServer) -> IndexAccount:
 @pytest.fixture
 def pypi(pypi_account: IndexAccount, sandbox: Environment) -> Environment:
     """The PyPI stand-in: one approval, and a success on test-pypi first."""
-    return environment_create(
-        name="pypi",
-        title="PyPI",
-        upload_url=pypi_account.upload_url,
-        index_url=pypi_account.simple_url,
-        username=pypi_account.user,
-        token=pypi_account.password,
-        required_approvals=1,
-        after="test-pypi",
-        actor=None,
-    )
+    return index_environment(pypi_account, "pypi", "PyPI", required_approvals=1, after="test-pypi")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 90, interval: float = 0.1) -> object:

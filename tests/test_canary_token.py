@@ -16,9 +16,8 @@ from django.db import connection
 
 from releases.models import Deployment, JobLogLine, Sbom
 from releases.services.deployments import deployment_request
-from releases.services.projects import environment_create
 from releases.services.releases import release_create
-from tests.conftest import wait_built, wait_final, wait_for
+from tests.conftest import index_environment, wait_built, wait_final, wait_for
 from tests.support.broker import BrokerRecorder
 
 CANARY = "pypi-AgEIcHlwaS5vcmc" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
@@ -57,15 +56,7 @@ def test_a_planted_token_is_absent_from_the_dump_logs_errors_broker_and_pages(
     worker, project, devpi, osv_clean, broker, client
 ):
     account = devpi.new_index(password=CANARY)
-    environment = environment_create(
-        name="test-pypi",
-        title="Test PyPI",
-        upload_url=account.upload_url,
-        index_url=account.simple_url,
-        username=account.user,
-        token=CANARY,
-        actor=None,
-    )
+    environment = index_environment(account, "test-pypi", "Test PyPI", token=CANARY)
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
     deployment = wait_final(deployment_request(release=release, environment=environment, actor=None))
     # The token was really used: the index accepted the uploads it authenticated.
@@ -74,15 +65,7 @@ def test_a_planted_token_is_absent_from_the_dump_logs_errors_broker_and_pages(
     wait_for(lambda: Sbom.objects.filter(release=release, scanned_at__isnull=False).exists())
     # The same token refused by another index: the failure must not echo it either.
     other = devpi.new_index()
-    refusing = environment_create(
-        name="refusing",
-        title="Refusing",
-        upload_url=other.upload_url,
-        index_url=other.simple_url,
-        username=other.user,
-        token=CANARY,
-        actor=None,
-    )
+    refusing = index_environment(other, "refusing", "Refusing", token=CANARY)
     failed = wait_final(deployment_request(release=release, environment=refusing, actor=None))
     assert failed.status == Deployment.Status.FAILED
 

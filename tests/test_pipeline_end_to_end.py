@@ -152,8 +152,7 @@ def test_a_wheel_that_cannot_be_built_from_the_sdist_fails_the_build(worker, pro
     release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
     assert release.build_state == Release.BuildState.FAILED
     assert "uv build --wheel" in release.build_error
-    log = "\n".join(JobLogLine.objects.filter(job__release=release).values_list("text", flat=True))
-    assert "requirements.txt" in log
+    assert "requirements.txt" in build_log(release)
     assert not release.artifacts.exists()
 
 

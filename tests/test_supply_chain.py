@@ -28,10 +28,9 @@ from releases.pipeline import checks
 from releases.selectors.supply import sbom_components, sbom_diff
 from releases.services.approvals import artifact_digests
 from releases.services.deployments import deployment_request, deployment_start, deployment_transition
-from releases.services.projects import environment_create
 from releases.services.releases import release_create
 from releases.services.scans import scan_pending
-from tests.conftest import wait_built, wait_final, wait_for
+from tests.conftest import index_environment, wait_built, wait_final, wait_for
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.sample import SampleRepo, build_wheel
 
@@ -136,16 +135,8 @@ def test_an_unreachable_scan_is_retried_and_the_policy_blocks_a_production_push(
     publish_dependency(devpi, index_account, tmp_path, "tiny-dep", "2.0")
     osv_clean.add("GHSA-cccc-dddd-eeee", "tiny-dep", "2.0", severity="CRITICAL", fixed="2.1")
     production_account = devpi.new_index()
-    production = environment_create(
-        name="pypi",
-        title="PyPI",
-        upload_url=production_account.upload_url,
-        index_url=production_account.simple_url,
-        fallback_index_url=index_account.simple_url,
-        username=production_account.user,
-        token=production_account.password,
-        after="test-pypi",
-        actor=None,
+    production = index_environment(
+        production_account, "pypi", "PyPI", fallback_index_url=index_account.simple_url, after="test-pypi"
     )
     Environment.objects.filter(pk=production.pk).update(block_severity=BlockSeverity.HIGH)
     production.refresh_from_db()

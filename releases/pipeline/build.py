@@ -99,41 +99,36 @@ def build_one(
     made. A build that fails there is built again in isolation, whose
     result counts, and the environment is made anew for the next build."""
     if build_env is not None and build_env.usable:
-        argv = [uv_bin(), "build", f"--{kind}", "--no-build-isolation", "--python", str(build_env.python)]
-        show = ["uv", "build", f"--{kind}", "--no-build-isolation", "--out-dir", f"dist/{kind}", source.name]
-        result = runner.run(
-            ctx,
-            [*argv, "--out-dir", str(out), "--no-config", str(source)],
-            show=show,
-            env=env,
-            check=False,
-            prefix=f"[{kind}] ",
-        )
-        if result.returncode == 0:
+        cached = ["--no-build-isolation", "--python", str(build_env.python)]
+        if _uv_build(ctx, kind, source, out, env, cached, shown=cached[:1], check=False).returncode == 0:
             return _made(kind, out)
         ctx.log.write(f"[{kind}] the cached build environment could not build it; building again in isolation")
         build_env.discard()
         shutil.rmtree(out, ignore_errors=True)
-    runner.run(
+    isolated = ["--python", python_bin(), "--default-index", settings.BUILD_INDEX_URL]
+    _uv_build(ctx, kind, source, out, env, isolated, shown=[])
+    return _made(kind, out)
+
+
+def _uv_build(
+    ctx: JobContext,
+    kind: str,
+    source: Path,
+    out: Path,
+    env: dict[str, str],
+    options: list[str],
+    *,
+    shown: list[str],
+    check: bool = True,
+) -> runner.Result:
+    return runner.run(
         ctx,
-        [
-            uv_bin(),
-            "build",
-            f"--{kind}",
-            "--out-dir",
-            str(out),
-            "--python",
-            python_bin(),
-            "--default-index",
-            settings.BUILD_INDEX_URL,
-            "--no-config",
-            str(source),
-        ],
-        show=["uv", "build", f"--{kind}", "--out-dir", f"dist/{kind}", source.name],
+        [uv_bin(), "build", f"--{kind}", *options, "--out-dir", str(out), "--no-config", str(source)],
+        show=["uv", "build", f"--{kind}", *shown, "--out-dir", f"dist/{kind}", source.name],
         env=env,
+        check=check,
         prefix=f"[{kind}] ",
     )
-    return _made(kind, out)
 
 
 def _made(kind: str, out: Path) -> Path:

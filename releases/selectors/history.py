@@ -8,6 +8,16 @@ from django.db.models import Prefetch, QuerySet
 
 from releases.models import Approval, Deployment
 
+# The history form's fields, and what each narrows.
+FILTERS = {
+    "project": "project",
+    "environment": "environment",
+    "status": "status",
+    "requested_by": "requested_by__username",
+    "date_from": "created_at__date__gte",
+    "date_to": "created_at__date__lte",
+}
+
 
 def deployment_history(filters: dict[str, Any]) -> QuerySet[Deployment]:
     """Every deployment ever, newest first, narrowed by the history form's values."""
@@ -17,16 +27,5 @@ def deployment_history(filters: dict[str, Any]) -> QuerySet[Deployment]:
         .prefetch_related(Prefetch("approvals", queryset=approved, to_attr="approvals_granted"))
         .order_by("-created_at", "-id")
     )
-    if filters.get("project"):
-        deployments = deployments.filter(release__project=filters["project"])
-    if filters.get("environment"):
-        deployments = deployments.filter(environment=filters["environment"])
-    if filters.get("status"):
-        deployments = deployments.filter(status=filters["status"])
-    if filters.get("requested_by"):
-        deployments = deployments.filter(requested_by__username=filters["requested_by"])
-    if filters.get("date_from"):
-        deployments = deployments.filter(created_at__date__gte=filters["date_from"])
-    if filters.get("date_to"):
-        deployments = deployments.filter(created_at__date__lte=filters["date_to"])
-    return deployments
+    narrowed = {lookup: filters[name] for name, lookup in FILTERS.items() if filters.get(name)}
+    return deployments.filter(**narrowed)

@@ -169,17 +169,18 @@ def _verify(ctx: JobContext, deployment: Deployment) -> None:
     A failed install or import stores no SBOM.
     """
     release = deployment.release
-    making: list[Future[dict[str, Any]]] = []
+    needs_sbom = not Sbom.objects.filter(release=release).exists()
+    making: Future[dict[str, Any]] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job-{ctx.job.pk}-sbom") as pool:
 
         def start_sbom(python: Path) -> None:
-            if not Sbom.objects.filter(release=release).exists():
-                ctx.step("making the SBOM (CycloneDX 1.6) beside the import and the checks")
-                making.append(pool.submit(make_sbom, ctx, python))
+            nonlocal making
+            ctx.step("making the SBOM (CycloneDX 1.6) beside the import and the checks")
+            making = pool.submit(make_sbom, ctx, python)
 
-        output = verify_deployment(ctx, deployment, once_installed=start_sbom)
+        output = verify_deployment(ctx, deployment, once_installed=start_sbom if needs_sbom else None)
         failed = checks.after_install_checks(ctx, deployment, output.python)
-        document = making[0].result() if making else None
+        document = making.result() if making is not None else None
     if document is not None:
         sbom_record(release, document)
         _scan(ctx, release, retried_later=True)
