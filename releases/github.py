@@ -39,8 +39,8 @@ from github.Workflow import Workflow
 from github.WorkflowRun import WorkflowRun as GitHubRun
 from urllib3.response import BaseHTTPResponse
 
+from releases.errors import StepFailed, TransientError
 from releases.models import Project
-from releases.pipeline.errors import StepFailed, TransientError
 from releases.services.credentials import credential_reveal
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from releases.errors import JobLost
 from releases.models import Job, JobLogLine, Project, Release
 from releases.pipeline import runner
 from releases.pipeline.context import BATCH, JobContext
-from releases.pipeline.errors import JobLost
 from releases.services.jobs import job_claim
 from tests.conftest import wait_for
 

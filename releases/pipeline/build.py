@@ -22,11 +22,11 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from releases.errors import StepFailed
 from releases.models import Artifact, Release
 from releases.pipeline import runner
 from releases.pipeline.build_env import BuildEnvironment, cached_build_environment
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed
 from releases.pipeline.tools import git_bin, python_bin, uv_bin
 
 

@@ -22,10 +22,10 @@ from django.core.files.storage import storages
 from packaging.utils import canonicalize_name
 from readme_renderer import markdown, rst, txt
 
+from releases.errors import StepFailed, TransientError
 from releases.models import Artifact, Deployment
 from releases.pipeline import runner
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed, TransientError
 
 FILES_ON_INDEX = "files on the index"
 INSTALLS = "installs in a clean environment"

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Max
 
+from releases.errors import JobLost
 from releases.models import Job, JobLogLine
-from releases.pipeline.errors import JobLost
 from releases.redaction import redact
 from releases.services.jobs import Claim, job_heartbeat, job_set_step
 

@@ -15,7 +15,7 @@ from urllib.parse import urldefrag, urljoin
 import requests
 from packaging.utils import canonicalize_name
 
-from releases.pipeline.errors import StepFailed, TransientError
+from releases.errors import StepFailed, TransientError
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"

@@ -15,8 +15,8 @@ from cvss.exceptions import CVSSError
 from django.conf import settings
 from packaging.utils import canonicalize_name
 
+from releases.errors import StepFailed, TransientError
 from releases.models import Severity
-from releases.pipeline.errors import StepFailed, TransientError
 
 TIMEOUT = (5, 60)
 MAX_PAGES = 20

@@ -12,7 +12,7 @@ import requests
 from django.conf import settings
 from packaging.utils import canonicalize_name
 
-from releases.pipeline.errors import StepFailed, TransientError
+from releases.errors import StepFailed, TransientError
 
 TIMEOUT = (5, 30)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from releases.errors import StepFailed
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed
 
 # Tool configuration a job must not inherit: the machine's pip settings add
 # extra indexes, and a verify must see only the index under test.

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from releases.errors import StepFailed
 from releases.pipeline import runner
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed
 from releases.pipeline.tools import python_bin
 
 SPEC_VERSION = "1.6"

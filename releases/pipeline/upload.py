@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from django.core.files.storage import storages
 
+from releases.errors import StepFailed
 from releases.models import Deployment, DeploymentFile
 from releases.pipeline import index_client, runner
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed
 from releases.pipeline.tools import python_bin
 from releases.services.credentials import credential_reveal
 

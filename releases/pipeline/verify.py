@@ -12,11 +12,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import storages
 
+from releases.errors import StepFailed, TransientError
 from releases.models import Artifact, Deployment, Project
 from releases.pipeline import index_client, runner
 from releases.pipeline.checks import DEPENDENCIES_RESOLVE, FILES_ON_INDEX, INSTALLS, checked
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed, TransientError
 from releases.pipeline.tools import python_bin, uv_bin
 
 

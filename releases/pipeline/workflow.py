@@ -10,10 +10,10 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from releases.errors import StepFailed, TransientError
 from releases.github import GitHubClient, JobState, RunState
 from releases.models import Deployment, Environment, Project, WorkflowRun
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import StepFailed, TransientError
 from releases.services.workflow_runs import (
     workflow_run_adopt,
     workflow_run_forget,

@@ -10,7 +10,7 @@ def github_refs(project: Project) -> list[str]:
 
     Kept for GITHUB_REFS_CACHE_SECONDS so that a form re-rendered while
     someone types does not ask GitHub each time. Raises StepFailed or
-    TransientError (releases.pipeline.errors) with a readable reason.
+    TransientError (releases.errors) with a readable reason.
     """
     from django.conf import settings
     from django.core.cache import cache

@@ -7,9 +7,9 @@ import logging
 from django.core.mail import send_mail
 from django.db import transaction
 
+from releases.errors import StepFailed, TransientError
 from releases.models import DownloadCount, Project
 from releases.pipeline import pypistats
-from releases.pipeline.errors import StepFailed, TransientError
 from releases.selectors.credentials import CredentialAge, credential_age_warnings
 from releases.services.scans import admin_emails
 

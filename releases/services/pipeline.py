@@ -25,11 +25,11 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from releases.errors import JobLost, StepFailed, TransientError
 from releases.models import Deployment, DeploymentFile, Job, Release, Sbom
 from releases.pipeline import checks
 from releases.pipeline.build import build_release
 from releases.pipeline.context import JobContext
-from releases.pipeline.errors import JobLost, StepFailed, TransientError
 from releases.pipeline.sbom import make_sbom
 from releases.pipeline.upload import upload_deployment
 from releases.pipeline.verify import VerifyOutput, verify_deployment

@@ -12,9 +12,9 @@ from django.db import transaction
 from django.utils import timezone
 from packageurl import PackageURL
 
+from releases.errors import TransientError
 from releases.models import Job, Release, Sbom, VulnerabilityAlert, VulnerabilityFinding
 from releases.pipeline import osv
-from releases.pipeline.errors import TransientError
 from releases.selectors.supply import Component, sbom_components, shipped_releases
 from releases.services.audit import audit_record
 from releases.services.jobs import job_create

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from releases.pipeline.errors import StepFailed, TransientError
+from releases.errors import StepFailed, TransientError
 from releases.selectors.lookups import project_by_name
 from releases.selectors.refs import github_refs
 

@@ -1,3 +1,6 @@
+"""The errors every layer raises and catches. This module imports nothing of
+the console's own: clients, steps, services and views all stand above it."""
+
 from __future__ import annotations
 
 

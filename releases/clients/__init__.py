@@ -1,0 +1,3 @@
+"""Clients: one module per external system (package index, GitHub, OSV,
+pypistats, project pages). Pure I/O that returns dataclasses; no models, no
+settings beyond what the caller passes, nothing of the console above them."""
