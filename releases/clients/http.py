@@ -35,7 +35,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after and retry_after.strip().isdigit():
             return min(float(retry_after.strip()), self.max_wait)
-        return min(self.backoff * 2 ** (attempt - 1), self.max_wait)
+        return min(self.backoff * 2.0 ** (attempt - 1), self.max_wait)
 
 
 DEFAULT_POLICY = RetryPolicy()
