@@ -41,6 +41,7 @@ lint: install
 	$(BIN)/ruff check releases console tests bench
 	$(BIN)/ruff format --check releases console tests bench
 	$(BIN)/mypy releases console
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Faults mid-release (SIGKILLed workers, Redis and PostgreSQL restarts), each on

@@ -215,7 +215,15 @@ VERIFY_ATTEMPTS = env_int("VERIFY_ATTEMPTS", 5, minimum=1)
 VERIFY_BACKOFF = float(env_int("VERIFY_BACKOFF_MS", 1000)) / 1000
 INDEX_WAIT_SECONDS = env_int("INDEX_WAIT_SECONDS", 120, minimum=0)
 
-# GitHub (releases/github.py). Transient answers (5xx, rate limits) are
+# Every HTTP client (releases/clients/http.py) asks again after a connection
+# error, a 5xx or a 429, HTTP_RETRY_ATTEMPTS times in all, waiting
+# HTTP_RETRY_BACKOFF_MS and twice as long each time after, at most
+# HTTP_RETRY_MAX_WAIT seconds (Retry-After included).
+HTTP_RETRY_ATTEMPTS = env_int("HTTP_RETRY_ATTEMPTS", 4, minimum=1)
+HTTP_RETRY_BACKOFF = float(env_int("HTTP_RETRY_BACKOFF_MS", 500)) / 1000
+HTTP_RETRY_MAX_WAIT = env_int("HTTP_RETRY_MAX_WAIT", 30)
+
+# GitHub (releases/clients/github.py). Transient answers (5xx, rate limits) are
 # retried GITHUB_RETRIES times with exponential backoff; a Retry-After or a
 # rate-limit reset is waited for at most GITHUB_MAX_WAIT seconds per retry,
 # beyond which the step fails with the time to try again.

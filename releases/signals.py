@@ -15,6 +15,7 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from releases.models import AuditAction
 from releases.services.audit import audit_record
 from releases.services.roles import roles_sync
 
@@ -30,7 +31,7 @@ def audit_login_failed(
     audit_record(
         actor=None,
         actor_name="anonymous",
-        action="auth.login_failed",
+        action=AuditAction.LOGIN_FAILED,
         target=target,
         data={"username": username, "address": address},
     )
@@ -47,7 +48,7 @@ def audit_device_removed(sender: type[Device], instance: Device, **kwargs: Any) 
     deletion and its record stand or fall together."""
     audit_record(
         actor=None,
-        action="second_factor.device_removed",
+        action=AuditAction.SECOND_FACTOR_DEVICE_REMOVED,
         target=instance.user,
         data={"user": instance.user.get_username(), "device": instance.persistent_id, "confirmed": instance.confirmed},
     )

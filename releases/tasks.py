@@ -6,9 +6,9 @@ from celery import Task, shared_task
 
 from releases.services import monitoring, scans
 from releases.services.approvals import approvals_expire
-from releases.services.jobs import RUN_JOB, jobs_reap
+from releases.services.jobs import RUN_JOB
 from releases.services.pipeline import job_run
-from releases.services.webhooks import webhook_process
+from releases.services.reaper import jobs_reap
 
 
 @shared_task(bind=True, name=RUN_JOB)
@@ -20,11 +20,6 @@ def run_job(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
 def reap() -> None:
     jobs_reap()
     approvals_expire()
-
-
-@shared_task(name="releases.tasks.process_webhook")
-def process_webhook(delivery_id: int) -> None:
-    webhook_process(delivery_id)
 
 
 @shared_task(name="releases.tasks.scan_pending")

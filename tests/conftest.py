@@ -106,7 +106,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 90, interval: flo
 def wait_built(release: Release, timeout: float = 120) -> Release:
     def done() -> Release | None:
         current = Release.objects.get(pk=release.pk)
-        return current if current.build_state in (Release.BuildState.BUILT, Release.BuildState.FAILED) else None
+        return None if current.is_building else current
 
     return wait_for(done, timeout)  # type: ignore[return-value]
 
@@ -114,9 +114,14 @@ def wait_built(release: Release, timeout: float = 120) -> Release:
 def wait_final(deployment: Deployment, timeout: float = 120) -> Deployment:
     def done() -> Deployment | None:
         current = Deployment.objects.get(pk=deployment.pk)
-        return current if current.status in Deployment.FINAL_STATUSES else None
+        return current if current.state == Deployment.State.FINISHED else None
 
     return wait_for(done, timeout)  # type: ignore[return-value]
+
+
+def served(deployment: Deployment) -> dict[str, str]:
+    """What the index served of each file when the deployment verified it (its summary)."""
+    return {name: file["index_sha256"] for name, file in deployment.summary["files"].items()}
 
 
 @pytest.fixture(autouse=True)

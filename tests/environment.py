@@ -41,6 +41,8 @@ defaults = {
     "VERIFY_ATTEMPTS": "3",
     "VERIFY_BACKOFF_MS": "200",
     "INDEX_WAIT_SECONDS": "20",
+    # Transient HTTP failures are asked again at once: stand-ins answer at once.
+    "HTTP_RETRY_BACKOFF_MS": "20",
     # The GitHub stand-in answers at once: nobody waits on a retry or a poll.
     "GITHUB_RETRIES": "3",
     "GITHUB_RETRY_BACKOFF_MS": "0",

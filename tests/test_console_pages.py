@@ -176,7 +176,7 @@ def test_history_is_read_only_in_the_admin_even_for_a_superuser():
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_publish_clicks_start_one_deployment():
     # Not built yet: the deployment waits for the build, so no job is sent.
-    release = ReleaseFactory(project__name="sample-pkg", version="1.0.0", build_state=Release.BuildState.PENDING)
+    release = ReleaseFactory(project__name="sample-pkg", version="1.0.0", state=Release.State.QUEUED, outcome="")
     environment = EnvironmentFactory(name="test-pypi", title="Test PyPI")
     user = person_with_role("releaser")
     url = reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"])
@@ -206,19 +206,23 @@ def test_the_board_shows_what_is_live_and_the_latest_attempt_of_each_project_on_
     pypi = EnvironmentFactory(name="pypi", title="PyPI", position=1)
     alpha, beta = ProjectFactory(name="alpha"), ProjectFactory(name="beta")
 
-    def deploy(project, version, environment, status):  # type: ignore[no-untyped-def]
+    def deploy(project, version, environment, where):  # type: ignore[no-untyped-def]
+        finished = where in Deployment.Outcome.values
         return DeploymentFactory(
-            release=ReleaseFactory(project=project, version=version), environment=environment, status=status
+            release=ReleaseFactory(project=project, version=version),
+            environment=environment,
+            state=Deployment.State.FINISHED if finished else where,
+            outcome=where if finished else "",
         )
 
-    Status = Deployment.Status
-    deploy(alpha, "1.0.0", test_pypi, Status.SUCCEEDED)
-    deploy(alpha, "1.1.0", test_pypi, Status.FAILED)
-    deploy(alpha, "0.9.0", pypi, Status.SUCCEEDED)
-    deploy(beta, "2.0.0", test_pypi, Status.FAILED)
+    State, Outcome = Deployment.State, Deployment.Outcome
+    deploy(alpha, "1.0.0", test_pypi, Outcome.SUCCEEDED)
+    deploy(alpha, "1.1.0", test_pypi, Outcome.FAILED)
+    deploy(alpha, "0.9.0", pypi, Outcome.SUCCEEDED)
+    deploy(beta, "2.0.0", test_pypi, Outcome.FAILED)
     # A newer success of another project on the same environment is not alpha's.
-    deploy(beta, "2.1.0", pypi, Status.SUCCEEDED)
-    deploy(beta, "2.2.0", pypi, Status.PENDING_APPROVAL)
+    deploy(beta, "2.1.0", pypi, Outcome.SUCCEEDED)
+    deploy(beta, "2.2.0", pypi, State.PENDING_APPROVAL)
 
     def versions(board):  # type: ignore[no-untyped-def]
         return {

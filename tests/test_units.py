@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from releases.pipeline.build_env import build_requirements
-from releases.pipeline.index_client import JSON_TYPE, parse_project_page
+from releases.clients.index import JSON_TYPE, parse_project_page
 from releases.redaction import redact, register_secret
+from releases.steps.build_env import build_requirements
 from releases.validators import clean_ref, clean_version
 
 

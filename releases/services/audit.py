@@ -19,7 +19,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from releases.actors import Actor, person
-from releases.models import AuditChainHead, AuditEvent, Release
+from releases.models import AuditAction, AuditChainHead, AuditEvent, Release
 from releases.redaction import redact
 
 GENESIS_HASH = "0" * 64
@@ -60,7 +60,7 @@ def _scrub(value: Any) -> Any:
 def audit_record(
     *,
     actor: Actor,
-    action: str,
+    action: AuditAction,
     target: models.Model,
     data: dict[str, Any] | None = None,
     release: Release | None = None,
@@ -68,30 +68,43 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event to the chain, inside the caller's transaction."""
     user = person(actor)
-    name = actor_name or (user.get_username() if user is not None else "system")
+    draft = AuditEvent(
+        actor=user,
+        actor_name=actor_name or (user.get_username() if user is not None else "system"),
+        action=action,
+        object_type=target._meta.model_name or type(target).__name__.lower(),
+        object_id=str(target.pk),
+        release=release,
+        data=data or {},
+        created_at=timezone.now(),
+    )
+    return audit_append([draft])[0]
+
+
+def audit_append(drafts: list[AuditEvent]) -> list[AuditEvent]:
+    """Append events, in order, to the chain: ids, previous hashes and hashes
+    are given here, under the chain head's lock, so concurrent writers queue
+    instead of forking the chain. Each row is written once, complete, and
+    never updated. Data is redacted, and round-tripped through JSON so that
+    the hash covers what the database keeps."""
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
-        # Appends are serialised by the lock, so the next id is known and
-        # the row is written once, complete, and never updated.
-        event = AuditEvent(
-            id=head.last_event_id + 1,
-            actor=user,
-            actor_name=name,
-            action=action,
-            object_type=target._meta.model_name or type(target).__name__.lower(),
-            object_id=str(target.pk),
-            release=release,
-            # Round-trip through JSON so the hash covers what the database keeps.
-            data=json.loads(canonical_json(_scrub(data or {}))),
-            created_at=timezone.now(),
-            previous_hash=head.last_hash,
-        )
-        event.hash = chain_hash(head.last_hash, event_payload(event))
-        event.save(force_insert=True)
-        head.last_event_id = event.pk
-        head.last_hash = event.hash
-        head.save(update_fields=["last_event_id", "last_hash"])
-    return event
+        previous, next_id = head.last_hash, head.last_event_id
+        for event in drafts:
+            next_id += 1
+            event.id = next_id
+            event.data = json.loads(canonical_json(_scrub(event.data or {})))
+            event.previous_hash = previous
+            event.hash = chain_hash(previous, event_payload(event))
+            previous = event.hash
+        if len(drafts) == 1:
+            drafts[0].save(force_insert=True)
+        else:
+            AuditEvent.objects.bulk_create(drafts, batch_size=5000)
+        if drafts:
+            head.last_event_id, head.last_hash = next_id, previous
+            head.save(update_fields=["last_event_id", "last_hash"])
+    return drafts
 
 
 @dataclass(frozen=True)

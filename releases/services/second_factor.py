@@ -16,6 +16,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from releases.actors import Actor
+from releases.models import AuditAction
 from releases.services.audit import audit_record
 
 TOTP_NAME = "Authenticator app"
@@ -57,7 +58,7 @@ def second_factor_confirm(user: User, token: str) -> tuple[TOTPDevice, list[str]
         codes = _new_recovery_codes(user)
         audit_record(
             actor=user,
-            action="second_factor.enrolled",
+            action=AuditAction.SECOND_FACTOR_ENROLLED,
             target=user,
             data={"user": user.get_username(), "device": "totp", "recovery_codes": len(codes)},
         )
@@ -80,7 +81,7 @@ def second_factor_reset(user: User, *, actor: Actor, reason: str = "") -> int:
             device.delete()
         audit_record(
             actor=actor,
-            action="second_factor.reset",
+            action=AuditAction.SECOND_FACTOR_RESET,
             target=user,
             data={"user": user.get_username(), "devices": len(devices), "reason": reason[:1000]},
         )

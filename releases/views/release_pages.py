@@ -23,71 +23,51 @@ from releases.selectors.release_pages import (
     release_jobs,
     release_timeline,
 )
-from releases.services.deployments import deployment_request
-from releases.views.access import require_permission, viewer_required
-
-# While any of these is true the page polls its live part; then it stops.
-RUNNING_DEPLOYMENT = (
-    Deployment.Status.APPROVED,
-    Deployment.Status.QUEUED,
-    Deployment.Status.UPLOADING,
-    Deployment.Status.VERIFYING,
+from releases.services.deployments import (
+    PERMISSION,
+    Blocker,
+    deployment_blockers,
+    deployment_request,
+    environment_action,
 )
+from releases.views.access import require_permission, viewer_required
 
 
 @dataclass(frozen=True)
 class EnvironmentPanel:
-    """One environment on the release page: its newest deployment and what the viewer may do."""
+    """One environment on the release page: its newest deployment, the
+    action, and what stands in its way (``deployment_blockers``)."""
 
     environment: Environment
     deployment: Deployment | None
     action: str  # "Publish to Test PyPI" / "Request push to PyPI"
-    permission: str
-    allowed: bool  # the viewer holds the permission
-    blocked: str  # why the action is not offered now, in words
+    blockers: list[Blocker]
 
     @property
     def offered(self) -> bool:
-        return self.allowed and not self.blocked
+        """The button is there exactly when the service would take the click."""
+        return not self.blockers
 
-
-def environment_action(environment: Environment) -> tuple[str, str]:
-    if environment.required_approvals == 0:
-        return f"Publish to {environment.title}", "releases.publish_deployment"
-    return f"Request push to {environment.title}", "releases.request_deployment"
+    @property
+    def allowed(self) -> bool:
+        """The viewer holds the permission: the reasons are theirs to read."""
+        return all(b.code != PERMISSION for b in self.blockers)
 
 
 def _panels(request: HttpRequest, release: Release, deployments: list[Deployment]) -> list[EnvironmentPanel]:
     environments = list(Environment.objects.select_related("requires_success_in").order_by("position", "name"))
     newest: dict[int, Deployment] = {}
-    succeeded: set[int] = set()
     for deployment in deployments:  # newest first
         newest.setdefault(deployment.environment_id, deployment)
-        if deployment.status == Deployment.Status.SUCCEEDED:
-            succeeded.add(deployment.environment_id)
-    panels = []
-    for environment in environments:
-        action, permission = environment_action(environment)
-        current = newest.get(environment.pk)
-        earlier = environment.requires_success_in
-        blocked = ""
-        if release.build_state == Release.BuildState.FAILED:
-            blocked = "The build failed; create a new version."
-        elif current is not None and current.is_active:
-            blocked = f"A deployment is already {current.get_status_display().lower()}."
-        elif earlier is not None and earlier.pk not in succeeded:
-            blocked = f"Publish and verify on {earlier.title} first."
-        panels.append(
-            EnvironmentPanel(
-                environment=environment,
-                deployment=current,
-                action=action,
-                permission=permission,
-                allowed=request.user.has_perm(permission),
-                blocked=blocked,
-            )
+    return [
+        EnvironmentPanel(
+            environment=environment,
+            deployment=newest.get(environment.pk),
+            action=environment_action(environment)[0],
+            blockers=deployment_blockers(release, environment, request.user),
         )
-    return panels
+        for environment in environments
+    ]
 
 
 def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
@@ -102,11 +82,7 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
             if job.state == Job.State.RUNNING and job.started_at
             else job.duration_seconds
         )
-    active = (
-        bool(running)
-        or release.build_state in (Release.BuildState.PENDING, Release.BuildState.BUILDING)
-        or any(d.status in RUNNING_DEPLOYMENT for d in deployments)
-    )
+    active = bool(running) or release.is_building or any(d.state in Deployment.RUNNING_STATES for d in deployments)
     return {
         "release": release,
         "project": release.project,
@@ -117,7 +93,7 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
         # Polling follows whatever runs next unless the viewer picked a job.
         "pinned_job": chosen if chosen is not None and request.GET.get("job") == str(chosen.pk) else None,
         "log": job_log_page(chosen) if chosen is not None else None,
-        "summaries": [d for d in deployments if d.status == Deployment.Status.SUCCEEDED and d.summary],
+        "summaries": [d for d in deployments if d.succeeded and d.summary],
         "deployments": deployments,
         "active": active,
     }
@@ -167,15 +143,13 @@ def release_deploy(request: HttpRequest, name: str, version: str, environment: s
     release = _release(name, version)
     target = get_object_or_404(Environment, name=environment)
     action, permission = environment_action(target)
-    require_permission(request, permission)
+    require_permission(request, permission)  # a refusal without the role is a 403, not a message
     try:
         deployment = deployment_request(release=release, environment=target, actor=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(
-            request, f"{action}: deployment #{deployment.pk} is {deployment.get_status_display().lower()}."
-        )
+        messages.success(request, f"{action}: deployment #{deployment.pk} is {deployment.label.lower()}.")
     return redirect("releases:release", name=release.project.name, version=release.version)
 
 
@@ -186,10 +160,17 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
     before = request.GET.get("before", "")
     page = job_log_page(job, int(before) if before.isdigit() else None)
     template = "releases/partials/job_log.html" if request.htmx else "releases/job_log.html"  # type: ignore[attr-defined]
+    release = job.release
     return render(
         request,
         template,
-        {"job": job, "log": page, "release": job.release, "project": job.release.project, "page_size": LOG_PAGE_LINES},
+        {
+            "job": job,
+            "log": page,
+            "release": release,
+            "project": release.project if release is not None else None,
+            "page_size": LOG_PAGE_LINES,
+        },
     )
 
 

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_otp import login as otp_login
 from django_otp import match_token
 
+from releases.models import AuditAction
 from releases.services.audit import audit_record
 from releases.services.second_factor import (
     SecondFactorError,
@@ -88,7 +89,9 @@ def second_factor_verify(request: HttpRequest) -> HttpResponse:
         if device is not None:
             otp_login(request, device)
             return redirect(_next_url(request))
-        audit_record(actor=user, action="second_factor.failed", target=user, data={"user": user.get_username()})
+        audit_record(
+            actor=user, action=AuditAction.SECOND_FACTOR_FAILED, target=user, data={"user": user.get_username()}
+        )
         error = "That code does not match. Use a current code from your app, or an unused recovery code."
     return render(
         request,

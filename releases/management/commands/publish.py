@@ -28,25 +28,21 @@ class Command(ConsoleCommand):
             deployment = deployment_request(release=release, environment=environment, actor=None)
         except ValidationError as exc:
             raise invalid(exc) from None
-        self.stdout.write(
-            f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.get_status_display().lower()}"
-        )
+        self.stdout.write(f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.label.lower()}")
         if not options["wait"]:
             return
-        if deployment.status == Deployment.Status.PENDING_APPROVAL:
+        if deployment.awaits_approval:
             self.stdout.write(f"waiting for {deployment.required_approvals} approval(s)")
 
         def finished() -> Deployment | None:
             current = Deployment.objects.get(pk=deployment.pk)
-            return current if current.status in Deployment.FINAL_STATUSES else None
+            return None if current.is_active else current
 
         current = wait_until(finished, timeout=options["wait_timeout"])
         for record in current.files.select_related("artifact"):
-            self.stdout.write(
-                f"  {record.artifact.filename}  sha256:{record.artifact.sha256}  {record.get_state_display()}"
-            )
-        if current.status != Deployment.Status.SUCCEEDED:
+            self.stdout.write(f"  {record.artifact.filename}  sha256:{record.artifact.sha256}  {record.label}")
+        if not current.succeeded:
             for line in log_tail(current.jobs.order_by("created_at").last()):
                 self.stderr.write(f"  | {line}")
-            raise CommandError(f"deployment #{current.pk} {current.status}: {current.reason}")
+            raise CommandError(f"deployment #{current.pk} {current.outcome}: {current.reason}")
         self.stdout.write(f"deployment #{current.pk} succeeded: {release} is on {environment.name} and verified")

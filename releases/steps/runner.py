@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import fcntl
+import hashlib
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 from django.conf import settings
 
 from releases.errors import StepFailed
-from releases.pipeline.context import JobContext
+from releases.steps.workspace import Workspace
 
 # Tool configuration a job must not inherit: the machine's pip settings add
 # extra indexes, and a verify must see only the index under test.
@@ -74,19 +75,19 @@ class Result:
     tail: list[str]
 
 
-def clean_env(ctx: JobContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def clean_env(ws: Workspace, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(_TOOL_ENV)
     env.update({name: os.environ[name] for name in _PASS_THROUGH if name in os.environ})
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
-    env["HOME"] = str(ctx.workdir / "home")
-    env["TMPDIR"] = str(ctx.workdir)
+    env["HOME"] = str(ws.workdir / "home")
+    env["TMPDIR"] = str(ws.workdir)
     env["UV_CACHE_DIR"] = str(settings.TOOL_CACHE_DIR / "uv")
     env.update(extra or {})
     return env
 
 
 def run(
-    ctx: JobContext,
+    ws: Workspace,
     argv: Sequence[str],
     *,
     cwd: Path | None = None,
@@ -103,13 +104,13 @@ def run(
     place, they travel in ``env``. ``prefix`` starts each of its log lines
     (to tell apart two commands that run at once).
     """
-    ctx.check_owned()
+    ws.check_owned()
     limit = timeout or settings.JOB_COMMAND_TIMEOUT
-    ctx.log.write(prefix + "$ " + " ".join(show or argv))
+    ws.log.write(prefix + "$ " + " ".join(show or argv))
     process = subprocess.Popen(
         list(argv),
-        cwd=cwd or ctx.workdir,
-        env=dict(env) if env is not None else clean_env(ctx),
+        cwd=cwd or ws.workdir,
+        env=dict(env) if env is not None else clean_env(ws),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -126,12 +127,12 @@ def run(
 
     timer = threading.Timer(limit, stop, args=(f"it ran longer than {limit:.0f} s",))
     timer.start()
-    watcher = threading.Thread(target=_watch_ownership, args=(ctx, process, stop), daemon=True)
+    watcher = threading.Thread(target=_watch_ownership, args=(ws, process, stop), daemon=True)
     watcher.start()
     tail: deque[str] = deque(maxlen=40)
     try:
         for lines in _read_lines(process.stdout.fileno()):
-            ctx.log.write_lines([prefix + line for line in lines] if prefix else lines)
+            ws.log.write_lines([prefix + line for line in lines] if prefix else lines)
             tail.extend(lines)
         returncode = process.wait()
     finally:
@@ -140,7 +141,7 @@ def run(
         if process.poll() is None:
             stop("the job was interrupted")
             process.wait()
-    ctx.check_owned()
+    ws.check_owned()
     if stopped:
         raise StepFailed(f"{Path(argv[0]).name} was stopped: {stopped[0]}.")
     if check and returncode != 0:
@@ -186,17 +187,15 @@ def _enlarge_pipe(fd: int) -> None:
             fcntl.fcntl(fd, setsize, PIPE_SIZE)
 
 
-def _watch_ownership(ctx: JobContext, process: subprocess.Popen[bytes], stop: object) -> None:
+def _watch_ownership(ws: Workspace, process: subprocess.Popen[bytes], stop: object) -> None:
     while process.poll() is None:
-        if ctx.log.lost.wait(0.5):
+        if ws.log.lost.wait(0.5):
             if process.poll() is None and callable(stop):
                 stop("another worker took over the job")
             return
 
 
 def sha256_file(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

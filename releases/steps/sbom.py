@@ -8,22 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from releases.errors import StepFailed
-from releases.pipeline import runner
-from releases.pipeline.context import JobContext
-from releases.pipeline.tools import python_bin
+from releases.steps import runner
+from releases.steps.tools import python_bin
+from releases.steps.workspace import Workspace
 
 SPEC_VERSION = "1.6"
 PREFIX = "[sbom] "
 
 
-def make_sbom(ctx: JobContext, venv_python: Path) -> dict[str, Any]:
+def make_sbom(ws: Workspace, venv_python: Path) -> dict[str, Any]:
     """Run cyclonedx-py on the environment of ``venv_python`` and read its
     output. It touches no database, so it can run in a thread beside the
     job's other steps; its log lines start with ``[sbom]``."""
-    output = ctx.workdir / "sbom.cdx.json"
+    output = ws.workdir / "sbom.cdx.json"
     # Reference: https://cyclonedx-bom-tool.readthedocs.io/en/latest/usage.html#for-python-virtual-environment
     runner.run(
-        ctx,
+        ws,
         [
             python_bin(),
             "-m",
@@ -59,5 +59,5 @@ def make_sbom(ctx: JobContext, venv_python: Path) -> dict[str, Any]:
         raise StepFailed(f"cyclonedx-py wrote no readable SBOM: {exc}") from None
     if document.get("bomFormat") != "CycloneDX" or document.get("specVersion") != SPEC_VERSION:
         raise StepFailed("cyclonedx-py wrote something that is not a CycloneDX 1.6 document.")
-    ctx.log.write(f"{PREFIX}SBOM: {len(document.get('components', []))} components")
+    ws.log.write(f"{PREFIX}SBOM: {len(document.get('components', []))} components")
     return document

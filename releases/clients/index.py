@@ -7,19 +7,19 @@ to make uploads idempotent (DESIGN.md principle 4).
 
 from __future__ import annotations
 
-import time
+import json
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin
 
-import requests
 from packaging.utils import canonicalize_name
 
-from releases.errors import StepFailed, TransientError
+from releases.clients import http
+from releases.clients.http import DEFAULT_POLICY, RetryPolicy
+from releases.errors import StepFailed
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-TIMEOUT = (5, 30)
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,6 @@ def parse_project_page(body: str, content_type: str, page_url: str) -> dict[str,
     """Files on a project page, by filename."""
     files: dict[str, IndexFile] = {}
     if content_type.startswith(JSON_TYPE) or content_type.startswith("application/json"):
-        import json
-
         data = json.loads(body)
         for entry in data.get("files", []):
             sha256 = (entry.get("hashes") or {}).get("sha256", "")
@@ -76,31 +74,17 @@ def parse_project_page(body: str, content_type: str, page_url: str) -> dict[str,
     return files
 
 
-def list_files(index_url: str, name: str, *, attempts: int = 4, backoff: float = 0.5) -> dict[str, IndexFile]:
+def list_files(index_url: str, name: str, *, policy: RetryPolicy = DEFAULT_POLICY) -> dict[str, IndexFile]:
     """What the index holds for ``name``; empty when it has never heard of it.
 
-    Connection errors and 5xx answers are retried with backoff, up to
-    ``attempts`` times; other errors are permanent.
+    Transient failures are asked again by the shared policy; any other
+    answer but 200 and 404 is permanent.
     """
     url = project_url(index_url, name)
     # Reference: https://peps.python.org/pep-0691/ and https://peps.python.org/pep-0503/
-    for attempt in range(1, attempts + 1):
-        try:
-            response = requests.get(url, headers={"Accept": ACCEPT}, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            error: Exception = TransientError(f"the index at {index_url} could not be reached ({type(exc).__name__})")
-        else:
-            if response.status_code == 404:
-                return {}
-            if response.status_code < 300:
-                return parse_project_page(response.text, response.headers.get("Content-Type", ""), response.url)
-            if response.status_code >= 500 or response.status_code == 429:
-                error = TransientError(f"the index answered {response.status_code} for {url}")
-            else:
-                raise StepFailed(
-                    f"The index answered {response.status_code} for {url}; check the environment's index URL."
-                )
-        if attempt == attempts:
-            raise error
-        time.sleep(backoff * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+    response = http.request("GET", url, what=f"the index at {index_url}", policy=policy, headers={"Accept": ACCEPT})
+    if response.status_code == 404:
+        return {}
+    if response.status_code >= 300:
+        raise StepFailed(f"The index answered {response.status_code} for {url}; check the environment's index URL.")
+    return parse_project_page(response.text, response.headers.get("Content-Type", ""), response.url)

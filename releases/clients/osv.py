@@ -9,17 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
-from django.conf import settings
 from packaging.utils import canonicalize_name
 
+from releases.clients import http
+from releases.clients.http import DEFAULT_POLICY, RetryPolicy
 from releases.errors import StepFailed, TransientError
-from releases.models import Severity
 
 TIMEOUT = (5, 60)
 MAX_PAGES = 20
+# The CVSS qualitative scale, as releases.models.Severity spells it.
+UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL = "unknown", "low", "medium", "high", "critical"
 
 
 @dataclass(frozen=True)
@@ -31,32 +32,21 @@ class Vulnerability:
     fixed_versions: list[str]
 
 
-def _call(method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    url = settings.OSV_API_URL + path
-    try:
-        response = requests.request(method, url, json=payload, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise TransientError(
-            f"The vulnerability service at {settings.OSV_API_URL} could not be reached ({type(exc).__name__}); "
-            "the scan will be retried."
-        ) from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TransientError(
-            f"The vulnerability service at {settings.OSV_API_URL} answered {response.status_code}; "
-            "the scan will be retried."
-        )
+def _call(
+    api_url: str, method: str, path: str, payload: dict[str, Any] | None = None, *, policy: RetryPolicy
+) -> dict[str, Any]:
+    what = f"The vulnerability service at {api_url}"
+    response = http.request(method, api_url + path, what=what, json=payload, timeout=TIMEOUT, policy=policy)
     if response.status_code != 200:
         raise StepFailed(f"The vulnerability service refused {method} {path}: {response.status_code}.")
     try:
         body: dict[str, Any] = response.json()
     except ValueError:
-        raise TransientError(
-            f"The vulnerability service at {settings.OSV_API_URL} answered something not JSON."
-        ) from None
+        raise TransientError(f"{what} answered something not JSON; the scan will be retried.") from None
     return body
 
 
-def query_batch(purls: list[str]) -> list[list[str]]:
+def query_batch(api_url: str, purls: list[str], *, policy: RetryPolicy = DEFAULT_POLICY) -> list[list[str]]:
     """The ids of the known vulnerabilities of each purl, in order.
 
     A result with ``next_page_token`` has more ids; those queries are asked
@@ -68,7 +58,7 @@ def query_batch(purls: list[str]) -> list[list[str]]:
         if not pending:
             return found
         # Reference: https://google.github.io/osv.dev/post-v1-querybatch/
-        body = _call("POST", "/v1/querybatch", {"queries": [query for _, query in pending]})
+        body = _call(api_url, "POST", "/v1/querybatch", {"queries": [query for _, query in pending]}, policy=policy)
         results = body.get("results", [])
         if len(results) != len(pending):
             raise TransientError("The vulnerability service answered a batch of the wrong length.")
@@ -82,10 +72,10 @@ def query_batch(purls: list[str]) -> list[list[str]]:
     raise TransientError("The vulnerability service kept paging past the limit.")
 
 
-def vulnerability(vuln_id: str, package: str) -> Vulnerability:
+def vulnerability(api_url: str, vuln_id: str, package: str, *, policy: RetryPolicy = DEFAULT_POLICY) -> Vulnerability:
     """One vulnerability's details, with the fixed versions for ``package``."""
     # Reference: https://google.github.io/osv.dev/get-v1-vulns/
-    record = _call("GET", f"/v1/vulns/{quote(vuln_id, safe='')}")
+    record = _call(api_url, "GET", f"/v1/vulns/{quote(vuln_id, safe='')}", policy=policy)
     return Vulnerability(
         id=str(record.get("id", vuln_id)),
         summary=str(record.get("summary") or record.get("details", "")[:300]),
@@ -95,13 +85,7 @@ def vulnerability(vuln_id: str, package: str) -> Vulnerability:
     )
 
 
-_LEVELS = {
-    "low": Severity.LOW,
-    "moderate": Severity.MEDIUM,
-    "medium": Severity.MEDIUM,
-    "high": Severity.HIGH,
-    "critical": Severity.CRITICAL,
-}
+_LEVELS = {"low": LOW, "moderate": MEDIUM, "medium": MEDIUM, "high": HIGH, "critical": CRITICAL}
 
 
 def severity_of(record: dict[str, Any]) -> str:
@@ -114,12 +98,12 @@ def severity_of(record: dict[str, Any]) -> str:
         vector = str(entry.get("score", ""))
         try:
             if entry.get("type") == "CVSS_V4":
-                return _LEVELS.get(CVSS4(vector).severity.lower(), Severity.UNKNOWN)
+                return _LEVELS.get(CVSS4(vector).severity.lower(), UNKNOWN)
             if entry.get("type") == "CVSS_V3":
-                return _LEVELS.get(CVSS3(vector).severities()[0].lower(), Severity.UNKNOWN)
+                return _LEVELS.get(CVSS3(vector).severities()[0].lower(), UNKNOWN)
         except CVSSError:
             continue
-    return Severity.UNKNOWN
+    return UNKNOWN
 
 
 def fixed_versions(record: dict[str, Any], package: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""What a running job carries: its claim, its folder and its log.
+"""A running job's log and workspace.
 
 The log is written by a background thread so that a tool printing fast is
 never slowed by the database: lines go into a queue with their time, and the
@@ -13,7 +13,6 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,10 +20,10 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Max
 
-from releases.errors import JobLost
 from releases.models import Job, JobLogLine
 from releases.redaction import redact
 from releases.services.jobs import Claim, job_heartbeat, job_set_step
+from releases.steps.workspace import Workspace
 
 MAX_LINE = 10_000
 # At most this many lines in one COPY; a backlog is worked off in such batches.
@@ -145,35 +144,18 @@ class JobLog:
                 yield self.claim.job_id, self._number, created, text
 
 
-@dataclass
-class JobContext:
-    """Everything a step needs: the job, its private folder, and its log."""
+def workspace_open(job: Job, claim: Claim) -> Workspace:
+    """The job's private folder (made empty) and its log, for one attempt."""
+    workdir = Path(settings.JOB_WORK_ROOT) / f"job-{job.pk}-{claim.attempt}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / "home").mkdir()
+    return Workspace(job_id=job.pk, workdir=workdir, log=JobLog(claim), on_step=lambda text: job_set_step(claim, text))
 
-    job: Job
-    claim: Claim
-    log: JobLog
-    workdir: Path
-    started: float = field(default_factory=time.monotonic)
 
-    @classmethod
-    def open(cls, job: Job, claim: Claim) -> JobContext:
-        workdir = Path(settings.JOB_WORK_ROOT) / f"job-{job.pk}-{claim.attempt}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        (workdir / "home").mkdir()
-        return cls(job=job, claim=claim, log=JobLog(claim), workdir=workdir)
-
-    def close(self) -> None:
-        self.log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        close_old_connections()
-
-    def step(self, text: str) -> None:
-        """Name what the job is doing now (shown beside its elapsed time)."""
-        self.check_owned()
-        self.log.write(f"==> {text}")
-        job_set_step(self.claim, text)
-
-    def check_owned(self) -> None:
-        if self.log.lost.is_set():
-            raise JobLost(f"job {self.claim.job_id} attempt {self.claim.attempt} was given to another worker")
+def workspace_close(ws: Workspace) -> None:
+    """Store the last lines, and remove the folder."""
+    assert isinstance(ws.log, JobLog)
+    ws.log.close()
+    shutil.rmtree(ws.workdir, ignore_errors=True)
+    close_old_connections()

@@ -1,31 +1,42 @@
 """Years of made-up history, fast: for measuring pages against a big database.
 
-Rows go in with ``bulk_create`` in batches (the log lines with COPY on
-PostgreSQL), dated over the last three years. Audit events are appended
-to the real chain (its head locked, each hash computed as
-``audit_record`` does), so ``audit_verify_chain`` still holds afterwards.
-Never run it against a production database: it writes thousands of
-releases that never happened.
+``python -m bench.seed_history [--releases N] [--jobs N] [--log-lines N]``
+(the benchmark's environment, bench/common.py, decides the database).
+
+The projects, environments and the person come from the services, as any
+others would. The history itself (releases, files, deployments, jobs, log
+lines) goes in with ``bulk_create`` in batches (the log lines with COPY on
+PostgreSQL), dated over the last three years: a hundred thousand jobs run
+one by one would take hours. Its audit events are appended to the real
+chain by ``audit_append``, so ``audit_verify_chain`` still holds afterwards.
+It refuses to run in production mode: it writes thousands of releases that
+never happened.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection, models, transaction
-from django.utils import timezone
+import django
 
-from releases.models import (
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+django.setup()
+
+from django.conf import settings  # noqa: E402  (after django.setup())
+from django.contrib.auth.models import User  # noqa: E402
+from django.db import connection, models  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from releases.models import (  # noqa: E402
     Artifact,
-    AuditChainHead,
+    AuditAction,
     AuditEvent,
     Deployment,
     DeploymentFile,
@@ -35,11 +46,18 @@ from releases.models import (
     Project,
     Release,
 )
-from releases.services.audit import canonical_json, chain_hash, event_payload
+from releases.services.audit import audit_append  # noqa: E402
+from releases.services.projects import environment_create, project_create  # noqa: E402
+from releases.services.roles import role_assign  # noqa: E402
 
 BATCH = 5000
 YEARS = 3
-Status = Deployment.Status
+State = Deployment.State
+Outcome = Deployment.Outcome
+
+
+class SeedError(Exception):
+    """The seed cannot run as asked."""
 
 
 @contextmanager
@@ -55,29 +73,22 @@ def explicit_dates(*models_: type[models.Model]) -> Iterator[None]:
             field.auto_now_add = True  # type: ignore[attr-defined]
 
 
-class Command(BaseCommand):
-    help = "Seed years of release history (releases, deployments, jobs, log lines, audit events) for benchmarks."
+class Seeder:
+    def __init__(self) -> None:
+        self.out = print
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--releases", type=int, default=10_000)
-        parser.add_argument("--jobs", type=int, default=100_000)
-        parser.add_argument("--log-lines", type=int, default=1_000_000)
-        parser.add_argument("--projects", type=int, default=40)
-        parser.add_argument("--prefix", default="seed", help="Names of the seeded projects and environments.")
-        parser.add_argument("--seed", type=int, default=1)
-
-    def handle(self, *args: Any, **options: Any) -> None:
+    def handle(self, options: dict[str, Any]) -> None:
         if settings.PRODUCTION:
-            raise CommandError("seed_history writes made-up history; it refuses to run with CONSOLE_MODE=production.")
+            raise SeedError("seed_history writes made-up history; it refuses to run with CONSOLE_MODE=production.")
         if options["releases"] < 1 or options["jobs"] < options["releases"] or options["log_lines"] < 0:
-            raise CommandError("Give at least one release, at least as many jobs as releases, and some log lines.")
+            raise SeedError("Give at least one release, at least as many jobs as releases, and some log lines.")
         prefix = options["prefix"]
         if Project.objects.filter(name__startswith=f"{prefix}-").exists():
-            raise CommandError(f"Projects named {prefix}-* exist already; pick another --prefix.")
+            raise SeedError(f"Projects named {prefix}-* exist already; pick another --prefix.")
         rng = random.Random(options["seed"])
         started = time.monotonic()
-        with explicit_dates(Project, Environment, Release, Artifact, Deployment, Job):
-            projects, environments, user = self._projects(prefix, options["projects"])
+        projects, environments, user = self._projects(prefix, options["projects"])
+        with explicit_dates(Release, Artifact, Deployment, Job):
             releases = self._releases(rng, projects, options["releases"], user)
             self._say(f"{len(releases)} releases", started)
             deployments = self._deployments(rng, releases, environments, user)
@@ -90,38 +101,35 @@ class Command(BaseCommand):
         self._say(f"{events} audit events", started)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-        self.stdout.write(f"seeded in {time.monotonic() - started:.1f} s")
+        self.out(f"seeded in {time.monotonic() - started:.1f} s")
 
     def _say(self, what: str, started: float) -> None:
-        self.stdout.write(f"{time.monotonic() - started:7.1f} s  {what}")
+        self.out(f"{time.monotonic() - started:7.1f} s  {what}")
 
-    def _projects(self, prefix: str, count: int) -> tuple[list[Project], list[Environment], Any]:
-        user, _ = get_user_model().objects.get_or_create(username=f"{prefix}-releaser")
-        now = timezone.now()
-        start = now - timedelta(days=365 * YEARS)
-        projects = Project.objects.bulk_create(
-            Project(
-                name=f"{prefix}-pkg-{n:03d}",
-                source=f"https://git.example.org/{prefix}/pkg-{n:03d}.git",
-                created_at=start,
+    def _projects(self, prefix: str, count: int) -> tuple[list[Project], list[Environment], User]:
+        user = User.objects.create_user(f"{prefix}-releaser")
+        role_assign(user, "releaser", actor=None)
+        projects = [
+            project_create(
+                name=f"{prefix}-pkg-{n:03d}", source=f"https://git.example.org/{prefix}/pkg-{n:03d}.git", actor=None
             )
             for n in range(count)
-        )
-        test = Environment.objects.create(
+        ]
+        test = environment_create(
             name=f"{prefix}-test-pypi",
             title="Test PyPI",
             upload_url="https://test.pypi.org/legacy/",
             index_url="https://test.pypi.org/simple/",
-            created_at=start,
+            actor=None,
         )
-        production = Environment.objects.create(
+        production = environment_create(
             name=f"{prefix}-pypi",
             title="PyPI",
             upload_url="https://upload.pypi.org/legacy/",
             index_url="https://pypi.org/simple/",
             required_approvals=1,
-            requires_success_in=test,
-            created_at=start,
+            after=test.name,
+            actor=None,
         )
         return projects, [test, production], user
 
@@ -141,8 +149,9 @@ class Command(BaseCommand):
                     version=f"{serial // 100}.{serial // 10 % 10}.{serial % 10}",
                     ref=f"v{serial // 100}.{serial // 10 % 10}.{serial % 10}",
                     commit=f"{rng.getrandbits(160):040x}",
-                    build_state=Release.BuildState.FAILED if failed else Release.BuildState.BUILT,
-                    build_error="setuptools failed: see the log" if failed else "",
+                    state=Release.State.FINISHED,
+                    outcome=Release.Outcome.FAILED if failed else Release.Outcome.BUILT,
+                    reason="setuptools failed: see the log" if failed else "",
                     created_by=user,
                     created_at=created,
                     built_at=created + timedelta(seconds=4),
@@ -151,7 +160,7 @@ class Command(BaseCommand):
         releases = Release.objects.bulk_create(rows, batch_size=BATCH)
         artifacts = []
         for release in releases:
-            if release.build_state != Release.BuildState.BUILT:
+            if not release.is_built:
                 continue
             stem = f"{release.project.name.replace('-', '_')}-{release.version}"
             for kind, filename in (("sdist", f"{stem}.tar.gz"), ("wheel", f"{stem}-py3-none-any.whl")):
@@ -175,14 +184,14 @@ class Command(BaseCommand):
         test, production = environments
         rows = []
         for release in releases:
-            if release.build_state != Release.BuildState.BUILT:
+            if not release.is_built:
                 continue
             at = release.created_at + timedelta(seconds=10)
             ok = rng.random() < 0.95
-            rows.append(self._deployment(release, test, Status.SUCCEEDED if ok else Status.FAILED, at, user))
+            rows.append(self._deployment(release, test, Outcome.SUCCEEDED if ok else Outcome.FAILED, at, user))
             if ok and rng.random() < 0.6:
-                status = rng.choice([Status.SUCCEEDED] * 8 + [Status.REJECTED, Status.EXPIRED])
-                rows.append(self._deployment(release, production, status, at + timedelta(hours=2), user))
+                outcome = rng.choice([Outcome.SUCCEEDED] * 8 + [Outcome.REJECTED, Outcome.EXPIRED])
+                rows.append(self._deployment(release, production, outcome, at + timedelta(hours=2), user))
         deployments = Deployment.objects.bulk_create(rows, batch_size=BATCH)
         artifacts: dict[int, list[int]] = {}
         for release_id, artifact_id in Artifact.objects.values_list("release_id", "id"):
@@ -191,7 +200,8 @@ class Command(BaseCommand):
             DeploymentFile(
                 deployment=d,
                 artifact_id=a,
-                state=DeploymentFile.State.VERIFIED if d.status == Status.SUCCEEDED else DeploymentFile.State.PENDING,
+                state=DeploymentFile.State.VERIFIED if d.succeeded else DeploymentFile.State.PENDING,
+                outcome=DeploymentFile.Outcome.UPLOADED if d.succeeded else DeploymentFile.Outcome.NONE,
             )
             for d in deployments
             for a in artifacts.get(d.release_id, [])
@@ -199,13 +209,14 @@ class Command(BaseCommand):
         DeploymentFile.objects.bulk_create(files, batch_size=BATCH)
         return deployments
 
-    def _deployment(self, release: Release, environment: Environment, status: str, at: Any, user: Any) -> Deployment:
+    def _deployment(self, release: Release, environment: Environment, outcome: str, at: Any, user: Any) -> Deployment:
         return Deployment(
             release=release,
             project_id=release.project_id,
             environment=environment,
-            status=status,
-            reason="" if status == Status.SUCCEEDED else f"{status} (seeded)",
+            state=State.FINISHED,
+            outcome=outcome,
+            reason="" if outcome == Outcome.SUCCEEDED else f"{outcome} (seeded)",
             requested_by=user,
             required_approvals=environment.required_approvals,
             summary={"version": release.version, "environment": environment.name},
@@ -228,7 +239,7 @@ class Command(BaseCommand):
                 deployment=deployment,
                 state=Job.State.FINISHED,
                 outcome=Job.Outcome.FAILED if failed else Job.Outcome.SUCCEEDED,
-                error="seeded failure" if failed else "",
+                reason="seeded failure" if failed else "",
                 attempts=1,
                 created_at=at,
                 queued_at=at,
@@ -238,10 +249,10 @@ class Command(BaseCommand):
             )
 
         for release in releases:
-            failed = release.build_state == Release.BuildState.FAILED
+            failed = release.build_failed
             rows.append(job(Job.Kind.BUILD, release, None, release.created_at, failed))
             for deployment in by_release.get(release.pk, []):
-                bad = deployment.status == Status.FAILED
+                bad = deployment.outcome == Outcome.FAILED
                 rows.append(job(Job.Kind.UPLOAD, release, deployment, deployment.created_at))
                 rows.append(job(Job.Kind.VERIFY, release, deployment, deployment.created_at, bad))
         n = 0
@@ -299,49 +310,46 @@ class Command(BaseCommand):
 
     def _audit(self, releases: list[Release], deployments: list[Deployment]) -> int:
         """release.created and each deployment's end, appended to the real chain."""
-        planned: list[tuple[str, str, int, int, datetime, dict[str, str]]] = [
-            ("release.created", "release", r.pk, r.pk, r.created_at, {"project": r.project.name, "version": r.version})
+        planned = [
+            AuditEvent(
+                actor_name="seed",
+                action=AuditAction.RELEASE_CREATED,
+                object_type="release",
+                object_id=str(r.pk),
+                release_id=r.pk,
+                created_at=r.created_at,
+                data={"project": r.project.name, "version": r.version, "seeded": True},
+            )
             for r in releases
         ] + [
-            (
-                f"deployment.{d.status}",
-                "deployment",
-                d.pk,
-                d.release_id,
-                d.finished_at or d.created_at,
-                {"environment": d.environment.name, "version": d.release.version},
+            AuditEvent(
+                actor_name="seed",
+                action=AuditAction(f"deployment.{d.outcome}"),
+                object_type="deployment",
+                object_id=str(d.pk),
+                release_id=d.release_id,
+                created_at=d.finished_at or d.created_at,
+                data={"environment": d.environment.name, "version": d.release.version, "seeded": True},
             )
             for d in deployments
         ]
-        planned.sort(key=lambda p: p[4])
-        with transaction.atomic():
-            head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
-            previous = head.last_hash
-            events = []
-            for offset, (action, object_type, object_id, release_id, at, data) in enumerate(planned, start=1):
-                event = AuditEvent(
-                    id=head.last_event_id + offset,
-                    actor_name="seed",
-                    action=action,
-                    object_type=object_type,
-                    object_id=str(object_id),
-                    release_id=release_id,
-                    data={**canonical_data(data), "seeded": True},
-                    created_at=at,
-                    previous_hash=previous,
-                )
-                event.hash = chain_hash(previous, event_payload(event))
-                previous = event.hash
-                events.append(event)
-            AuditEvent.objects.bulk_create(events, batch_size=BATCH)
-            if events:
-                head.last_event_id = events[-1].pk
-                head.last_hash = previous
-                head.save(update_fields=["last_event_id", "last_hash"])
-        return len(events)
+        planned.sort(key=lambda event: event.created_at)
+        return len(audit_append(planned))
 
 
-def canonical_data(data: dict[str, Any]) -> dict[str, Any]:
-    import json
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--releases", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--log-lines", type=int, default=1_000_000)
+    parser.add_argument("--projects", type=int, default=40)
+    parser.add_argument("--prefix", default="seed", help="Names of the seeded projects and environments.")
+    parser.add_argument("--seed", type=int, default=1)
+    try:
+        Seeder().handle(vars(parser.parse_args()))
+    except SeedError as exc:
+        raise SystemExit(f"seed_history: {exc}") from None
 
-    return dict(json.loads(canonical_json(data)))
+
+if __name__ == "__main__":
+    main()

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-import requests
-from django.conf import settings
 from packaging.utils import canonicalize_name
 
-from releases.errors import StepFailed, TransientError
+from releases.clients import http
+from releases.clients.http import DEFAULT_POLICY, RetryPolicy
+from releases.errors import StepFailed
 
 TIMEOUT = (5, 30)
 
@@ -24,21 +24,16 @@ class DailyCount:
     downloads: int
 
 
-def daily_counts(package: str, endpoint: str) -> list[DailyCount]:
+def daily_counts(
+    api_url: str, package: str, endpoint: str, *, policy: RetryPolicy = DEFAULT_POLICY
+) -> list[DailyCount]:
     """``endpoint`` is ``overall`` (without mirrors) or ``python_minor``."""
-    url = f"{settings.PYPISTATS_API_URL}/packages/{canonicalize_name(package)}/{endpoint}"
+    url = f"{api_url}/packages/{canonicalize_name(package)}/{endpoint}"
     params = {"mirrors": "false"} if endpoint == "overall" else {}
-    try:
-        # Reference: https://pypistats.org/api/ ("/api/packages/<package>/overall", ".../python_minor")
-        response = requests.get(url, params=params, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise TransientError(
-            f"pypistats at {settings.PYPISTATS_API_URL} could not be reached ({type(exc).__name__})"
-        ) from None
+    # Reference: https://pypistats.org/api/ ("/api/packages/<package>/overall", ".../python_minor")
+    response = http.request("GET", url, what=f"pypistats at {api_url}", params=params, timeout=TIMEOUT, policy=policy)
     if response.status_code == 404:
         return []
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TransientError(f"pypistats answered {response.status_code} for {url}")
     if response.status_code != 200:
         raise StepFailed(f"pypistats refused {url}: {response.status_code}")
     counts = []

@@ -9,11 +9,12 @@ import zipfile
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 
+from releases.clients.github import GitHubClient, GitHubConfig, JobState, RunState
 from releases.errors import StepFailed, TransientError
-from releases.github import GitHubClient, JobState, RunState
 from releases.models import Deployment, Environment, Project, WorkflowRun
-from releases.pipeline.context import JobContext
+from releases.services.credentials import credential_reveal
 from releases.services.workflow_runs import (
     workflow_run_adopt,
     workflow_run_forget,
@@ -21,6 +22,46 @@ from releases.services.workflow_runs import (
     workflow_run_reserve,
     workflow_run_update,
 )
+from releases.steps.workspace import Workspace
+
+
+def github_client(project: Project) -> GitHubClient:
+    """The GitHub API as the project's own token sees it."""
+    token = credential_reveal(project.github_credential) if project.github_credential is not None else None
+    return GitHubClient(
+        project.github_repository,
+        workflow_file=project.workflow_file,
+        api_url=project.github_api_url,
+        token=token,
+        config=GitHubConfig(
+            timeout=settings.GITHUB_TIMEOUT,
+            retries=settings.GITHUB_RETRIES,
+            retry_backoff=settings.GITHUB_RETRY_BACKOFF,
+            max_wait=settings.GITHUB_MAX_WAIT,
+            throttle=settings.GITHUB_THROTTLE,
+            logs_max_bytes=settings.GITHUB_LOGS_MAX_BYTES,
+        ),
+    )
+
+
+def github_refs(project: Project) -> list[str]:
+    """The repository's tags, then its branches, as GitHub lists them.
+
+    Kept for GITHUB_REFS_CACHE_SECONDS so that a form re-rendered while
+    someone types does not ask GitHub each time. Raises StepFailed or
+    TransientError with a readable reason.
+    """
+    key = f"github-refs:{project.pk}:{project.github_repository}"
+    cached = cache.get(key)
+    if isinstance(cached, list):
+        return [str(ref) for ref in cached]
+    client = github_client(project)
+    try:
+        refs = client.refs()
+    finally:
+        client.close()
+    cache.set(key, refs, settings.GITHUB_REFS_CACHE_SECONDS)
+    return refs
 
 
 def workflow_inputs(project: Project, environment: Environment) -> dict[str, str]:
@@ -29,7 +70,7 @@ def workflow_inputs(project: Project, environment: Environment) -> dict[str, str
     return inputs
 
 
-def dispatch_deployment(ctx: JobContext, deployment: Deployment) -> WorkflowRun:
+def dispatch_deployment(ws: Workspace, deployment: Deployment) -> WorkflowRun:
     """1. A run adopted by an earlier attempt of this job is kept: never
        dispatch twice.
     2. Reserve the workflow (one dispatch at a time looks for its run).
@@ -42,51 +83,51 @@ def dispatch_deployment(ctx: JobContext, deployment: Deployment) -> WorkflowRun:
     project = release.project
     adopted = deployment.workflow_runs.filter(run_id__isnull=False).first()
     if adopted is not None:
-        ctx.log.write(f"run {adopted.run_id} was dispatched by an earlier attempt; following it")
+        ws.log.write(f"run {adopted.run_id} was dispatched by an earlier attempt; following it")
         return adopted
     inputs = workflow_inputs(project, deployment.environment)
-    client = GitHubClient(project)
+    client = github_client(project)
     try:
-        ctx.step(f"reading {project.workflow_file} in {project.github_repository}")
+        ws.step(f"reading {project.workflow_file} in {project.github_repository}")
         client.workflow()
         record = deployment.workflow_runs.filter(run_id__isnull=True).first()
         dispatch_error = ""
         if record is not None:
-            ctx.log.write("an earlier attempt dispatched the workflow; looking for its run")
+            ws.log.write("an earlier attempt dispatched the workflow; looking for its run")
         else:
-            record = _reserve(ctx, deployment, inputs)
+            record = _reserve(ws, deployment, inputs)
             try:
                 shown = " ".join(f"{k}={v}" for k, v in sorted(inputs.items()))
-                ctx.step(f"dispatching {project.workflow_file} on {release.ref} ({shown})")
+                ws.step(f"dispatching {project.workflow_file} on {release.ref} ({shown})")
                 run_id = client.dispatch(release.ref, inputs)
             except TransientError as exc:
                 # A 5xx to a dispatch does not say the run did not start.
                 dispatch_error = str(exc)
-                ctx.log.write(f"{exc} Looking for the run in case it started.")
+                ws.log.write(f"{exc} Looking for the run in case it started.")
                 run_id = None
             except StepFailed:
                 workflow_run_forget(record)
                 raise
             if run_id is not None:
-                ctx.log.write(f"GitHub named the run: {run_id}")
+                ws.log.write(f"GitHub named the run: {run_id}")
                 if not workflow_run_adopt(record, run_id):
                     workflow_run_forget(record)
                     raise StepFailed(f"GitHub named run {run_id}, which another deployment already follows.")
         try:
             if record.run_id is None:
-                _find_and_adopt(ctx, client, record, release.commit, dispatch_error)
+                _find_and_adopt(ws, client, record, release.commit, dispatch_error)
         finally:
             workflow_run_forget(record)
         assert record.run_id is not None
         state = client.run(record.run_id)
         workflow_run_update(record, status=state.status, conclusion=state.conclusion, html_url=state.html_url)
-        ctx.log.write(f"run {state.id}: {state.html_url} ({state.status})")
+        ws.log.write(f"run {state.id}: {state.html_url} ({state.status})")
         return record
     finally:
         client.close()
 
 
-def _reserve(ctx: JobContext, deployment: Deployment, inputs: dict[str, str]) -> WorkflowRun:
+def _reserve(ws: Workspace, deployment: Deployment, inputs: dict[str, str]) -> WorkflowRun:
     deadline = time.monotonic() + 2 * settings.GITHUB_FIND_RUN_TIMEOUT
     delay = settings.GITHUB_POLL_INTERVAL
     while True:
@@ -97,16 +138,14 @@ def _reserve(ctx: JobContext, deployment: Deployment, inputs: dict[str, str]) ->
             raise StepFailed(
                 "Another dispatch of this workflow is still looking for its run; publish again in a minute."
             )
-        ctx.check_owned()
-        ctx.log.write("another dispatch of this workflow is finding its run; waiting for it")
+        ws.check_owned()
+        ws.log.write("another dispatch of this workflow is finding its run; waiting for it")
         time.sleep(delay)
         delay = min(delay * 2, settings.GITHUB_POLL_MAX)
 
 
-def _find_and_adopt(
-    ctx: JobContext, client: GitHubClient, record: WorkflowRun, commit: str, dispatch_error: str
-) -> None:
-    ctx.step(f"looking for the run on {commit[:12]}")
+def _find_and_adopt(ws: Workspace, client: GitHubClient, record: WorkflowRun, commit: str, dispatch_error: str) -> None:
+    ws.step(f"looking for the run on {commit[:12]}")
     since = record.dispatched_at - timedelta(seconds=settings.GITHUB_CLOCK_SKEW)
     deadline = time.monotonic() + settings.GITHUB_FIND_RUN_TIMEOUT
     delay = settings.GITHUB_POLL_INTERVAL
@@ -117,7 +156,7 @@ def _find_and_adopt(
         )
         for run in candidates:
             if run.id not in taken and workflow_run_adopt(record, run.id):
-                ctx.log.write(f"found run {run.id} ({run.html_url})")
+                ws.log.write(f"found run {run.id} ({run.html_url})")
                 return
         if time.monotonic() >= deadline:
             cause = f" The dispatch itself failed: {dispatch_error}" if dispatch_error else ""
@@ -125,12 +164,12 @@ def _find_and_adopt(
                 f"No run of {record.workflow_file} on commit {commit[:12]} started within "
                 f"{settings.GITHUB_FIND_RUN_TIMEOUT} s of the dispatch.{cause}"
             )
-        ctx.check_owned()
+        ws.check_owned()
         time.sleep(delay)
         delay = min(delay * 2, settings.GITHUB_POLL_MAX)
 
 
-def track_deployment(ctx: JobContext, deployment: Deployment) -> WorkflowRun:
+def track_deployment(ws: Workspace, deployment: Deployment) -> WorkflowRun:
     """1. Poll the run with backoff (a ``workflow_run`` webhook wakes the
        poll early) until it is completed.
     2. Store its conclusion, jobs and steps, and its logs in this job's log.
@@ -139,18 +178,18 @@ def track_deployment(ctx: JobContext, deployment: Deployment) -> WorkflowRun:
     record = deployment.workflow_runs.filter(run_id__isnull=False).first()
     if record is None or record.run_id is None:
         raise StepFailed("This deployment has no workflow run to follow; publish again.")
-    client = GitHubClient(deployment.release.project)
+    client = github_client(deployment.release.project)
     try:
-        ctx.step(f"following run {record.run_id}")
+        ws.step(f"following run {record.run_id}")
         deadline = time.monotonic() + settings.GITHUB_RUN_TIMEOUT
         delay = settings.GITHUB_POLL_INTERVAL
         last = ""
         while True:
-            ctx.check_owned()
+            ws.check_owned()
             state = client.run(record.run_id)
             workflow_run_update(record, status=state.status, conclusion=state.conclusion, html_url=state.html_url)
             if state.status != last:
-                ctx.log.write(f"run {state.id} is {state.status}")
+                ws.log.write(f"run {state.id} is {state.status}")
                 last = state.status
             if state.status == "completed":
                 break
@@ -161,12 +200,12 @@ def track_deployment(ctx: JobContext, deployment: Deployment) -> WorkflowRun:
                 )
             _wait(record, delay)
             delay = min(delay * 2, settings.GITHUB_POLL_MAX)
-        ctx.step(f"reading the jobs of run {record.run_id}")
+        ws.step(f"reading the jobs of run {record.run_id}")
         jobs = client.run_jobs(record.run_id)
         for job in jobs:
-            ctx.log.write(f"job {job.name}: {job.conclusion or job.status}")
+            ws.log.write(f"job {job.name}: {job.conclusion or job.status}")
             for step in job.steps:
-                ctx.log.write(f"  step {step['number']} {step['name']}: {step['conclusion'] or step['status']}")
+                ws.log.write(f"  step {step['number']} {step['name']}: {step['conclusion'] or step['status']}")
         workflow_run_update(
             record,
             status=state.status,
@@ -175,11 +214,11 @@ def track_deployment(ctx: JobContext, deployment: Deployment) -> WorkflowRun:
             jobs=[job.as_dict() for job in jobs],
         )
         workflow_run_record_result(record)
-        ctx.step(f"downloading the logs of run {record.run_id}")
+        ws.step(f"downloading the logs of run {record.run_id}")
         try:
-            write_logs(ctx, client.run_logs(record.run_id))
+            write_logs(ws, client.run_logs(record.run_id))
         except (StepFailed, TransientError) as exc:
-            ctx.log.write(f"the run's logs could not be stored: {exc}")
+            ws.log.write(f"the run's logs could not be stored: {exc}")
         if state.conclusion != "success":
             raise StepFailed(failure_reason(state, jobs))
         return record
@@ -196,12 +235,12 @@ def _wait(record: WorkflowRun, seconds: float) -> None:
             return
 
 
-def write_logs(ctx: JobContext, archive: bytes) -> None:
+def write_logs(ws: Workspace, archive: bytes) -> None:
     """Each file of the logs archive into the job log (redacted on the way)."""
     try:
         bundle = zipfile.ZipFile(io.BytesIO(archive))
     except zipfile.BadZipFile:
-        ctx.log.write("the run's logs archive is not a zip file; not stored")
+        ws.log.write("the run's logs archive is not a zip file; not stored")
         return
     budget = settings.GITHUB_LOGS_MAX_BYTES
     with bundle:
@@ -209,13 +248,13 @@ def write_logs(ctx: JobContext, archive: bytes) -> None:
             if info.is_dir():
                 continue
             if info.file_size > budget:
-                ctx.log.write(
+                ws.log.write(
                     f"--- {info.filename} and the rest: left out, beyond {settings.GITHUB_LOGS_MAX_BYTES} bytes"
                 )
                 return
             budget -= info.file_size
-            ctx.log.write(f"--- {info.filename} ---")
-            ctx.log.write(bundle.read(info).decode("utf-8", errors="replace"))
+            ws.log.write(f"--- {info.filename} ---")
+            ws.log.write(bundle.read(info).decode("utf-8", errors="replace"))
 
 
 def failure_reason(state: RunState, jobs: list[JobState]) -> str:

@@ -35,9 +35,9 @@ from pathlib import Path
 from django.conf import settings
 from packaging.requirements import InvalidRequirement, Requirement
 
-from releases.pipeline import runner
-from releases.pipeline.context import JobContext
-from releases.pipeline.tools import python_bin, uv_bin
+from releases.steps import runner
+from releases.steps.tools import python_bin, uv_bin
+from releases.steps.workspace import Workspace
 
 READY = "ready.json"
 
@@ -78,7 +78,7 @@ def build_requirements(source: Path) -> list[str] | None:
         return None
 
 
-def cached_build_environment(ctx: JobContext, project: str, source: Path) -> BuildEnvironment | None:
+def cached_build_environment(ws: Workspace, project: str, source: Path) -> BuildEnvironment | None:
     """The project's cached build environment for ``source``'s requirements,
     made if needed; None to build in isolation instead."""
     max_age = settings.BUILD_ENV_MAX_AGE_HOURS * 3600
@@ -95,10 +95,10 @@ def cached_build_environment(ctx: JobContext, project: str, source: Path) -> Bui
         fcntl.flock(lock, fcntl.LOCK_EX)
         ready = _read_ready(folder, project, requires, max_age)
         if ready is not None:
-            ctx.log.write(f"build environment: cached, {', '.join(ready.installed)}")
+            ws.log.write(f"build environment: cached, {', '.join(ready.installed)}")
             return ready
         _prune(root, max_age)
-        return _make(ctx, folder, project, requires)
+        return _make(ws, folder, project, requires)
 
 
 def _read_ready(folder: Path, project: str, requires: list[str], max_age: float) -> BuildEnvironment | None:
@@ -139,14 +139,14 @@ def _prune(root: Path, max_age: float) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _make(ctx: JobContext, folder: Path, project: str, requires: list[str]) -> BuildEnvironment:
+def _make(ws: Workspace, folder: Path, project: str, requires: list[str]) -> BuildEnvironment:
     """1. A new virtual environment. 2. The requirements from the build
     index, bytecode compiled. 3. What was installed, in the ready file."""
-    ctx.step("making a build environment for " + (", ".join(requires) or "no requirements"))
+    ws.step("making a build environment for " + (", ".join(requires) or "no requirements"))
     shutil.rmtree(folder, ignore_errors=True)
-    env = runner.clean_env(ctx)
+    env = runner.clean_env(ws)
     runner.run(
-        ctx,
+        ws,
         [uv_bin(), "venv", "--quiet", "--no-config", "--python", python_bin(), str(folder)],
         env=env,
         show=["uv", "venv", "build-env"],
@@ -154,7 +154,7 @@ def _make(ctx: JobContext, folder: Path, project: str, requires: list[str]) -> B
     python = folder / "bin" / "python"
     if requires:
         runner.run(
-            ctx,
+            ws,
             [
                 uv_bin(),
                 "pip",
@@ -171,7 +171,7 @@ def _make(ctx: JobContext, folder: Path, project: str, requires: list[str]) -> B
             show=["uv", "pip", "install", "--compile-bytecode", *requires],
         )
     frozen = runner.run(
-        ctx, [uv_bin(), "pip", "freeze", "--no-config", "--python", str(python)], env=env, show=["uv", "pip", "freeze"]
+        ws, [uv_bin(), "pip", "freeze", "--no-config", "--python", str(python)], env=env, show=["uv", "pip", "freeze"]
     )
     installed = [line.strip() for line in frozen.tail if "==" in line]
     (folder / READY).write_text(json.dumps({"project": project, "requires": requires, "installed": installed}))

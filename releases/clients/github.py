@@ -25,7 +25,6 @@ from itertools import islice
 from typing import Any
 
 import requests
-from django.conf import settings
 from github import Auth, Github
 from github.GithubException import (
     BadCredentialsException,
@@ -39,19 +38,39 @@ from github.Workflow import Workflow
 from github.WorkflowRun import WorkflowRun as GitHubRun
 from urllib3.response import BaseHTTPResponse
 
+from releases.clients.http import is_transient_status
 from releases.errors import StepFailed, TransientError
-from releases.models import Project
-from releases.services.credentials import credential_reveal
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    """How patient the client is (console/settings.py's GITHUB_* values)."""
+
+    timeout: int = 15
+    retries: int = 5
+    retry_backoff: float = 1.0
+    max_wait: int = 120
+    throttle: float = 0.25
+    logs_max_bytes: int = 50 * 1024 * 1024
 
 
 class _Retry(GithubRetry):
     """GitHub's retry rules, with every wait capped and no POST replayed on a 5xx."""
 
+    def __init__(self, *, max_wait: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_wait = max_wait
+
+    def new(self, **kwargs: Any) -> _Retry:
+        # urllib3 makes a new Retry after each attempt; the cap goes with it.
+        kwargs.setdefault("max_wait", self.max_wait)
+        return super().new(**kwargs)
+
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         value = super().get_retry_after(response)
-        return None if value is None else min(value, float(settings.GITHUB_MAX_WAIT))
+        return None if value is None else min(value, self.max_wait)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method == "POST" and status_code >= 500:
@@ -103,32 +122,41 @@ def _run_state(run: GitHubRun) -> RunState:
 
 
 class GitHubClient:
-    """The GitHub API as one project's token sees it."""
+    """The GitHub API of one repository, as one token sees it."""
 
-    def __init__(self, project: Project) -> None:
-        if not project.github_repository:
-            raise StepFailed(f"Project {project.name} has no GitHub repository: set it (owner/name) on the project.")
-        self.project = project
-        self.repository_name = project.github_repository
-        auth = None
-        if project.github_credential is not None:
-            auth = Auth.Token(credential_reveal(project.github_credential))
+    def __init__(
+        self,
+        repository: str,
+        *,
+        workflow_file: str,
+        api_url: str = "https://api.github.com",
+        token: str | None = None,
+        config: GitHubConfig | None = None,
+    ) -> None:
+        if not repository:
+            raise StepFailed("The project has no GitHub repository: set it (owner/name) on the project.")
+        self.repository_name = repository
+        self.workflow_file = workflow_file
+        self.api_url = api_url
+        self.config = config or GitHubConfig()
+        config = self.config
         self.github = Github(
-            base_url=project.github_api_url.rstrip("/"),
-            auth=auth,
-            timeout=settings.GITHUB_TIMEOUT,
+            base_url=api_url.rstrip("/"),
+            auth=Auth.Token(token) if token else None,
+            timeout=config.timeout,
             retry=_Retry(
-                total=settings.GITHUB_RETRIES,
-                backoff_factor=settings.GITHUB_RETRY_BACKOFF,
-                backoff_max=float(max(settings.GITHUB_MAX_WAIT, 1)),
-                secondary_rate_wait=float(settings.GITHUB_MAX_WAIT),
-                max_rate_limit_wait=float(settings.GITHUB_MAX_WAIT),
+                total=config.retries,
+                backoff_factor=config.retry_backoff,
+                backoff_max=float(max(config.max_wait, 1)),
+                secondary_rate_wait=float(config.max_wait),
+                max_rate_limit_wait=float(config.max_wait),
+                max_wait=float(config.max_wait),
                 # Return the last answer once retries run out, so that the
                 # error names GitHub's status and message.
                 raise_on_status=False,
             ),
-            seconds_between_requests=settings.GITHUB_THROTTLE,
-            seconds_between_writes=settings.GITHUB_THROTTLE * 4,
+            seconds_between_requests=config.throttle,
+            seconds_between_writes=config.throttle * 4,
         )
         self._repository: Repository | None = None
         self._workflow: Workflow | None = None
@@ -157,14 +185,14 @@ class GitHubClient:
         except UnknownObjectException:
             raise StepFailed(
                 f"GitHub answered 404 while {doing}: check the repository ({self.repository_name}) and the "
-                f"workflow file ({self.project.workflow_file}, under .github/workflows/), and that the token "
+                f"workflow file ({self.workflow_file}, under .github/workflows/), and that the token "
                 "can see that repository."
             ) from None
         except GithubException as exc:
             message = _message(exc)
             if exc.status == 422 and dispatching:
                 raise StepFailed(
-                    f"GitHub refused to dispatch {self.project.workflow_file} (422: {message}). The workflow needs "
+                    f"GitHub refused to dispatch {self.workflow_file} (422: {message}). The workflow needs "
                     "an 'on: workflow_dispatch' trigger declaring the inputs the console sends "
                     f"({', '.join(sorted(self.inputs_sent)) or 'none'}), on the ref being released."
                 ) from None
@@ -175,15 +203,15 @@ class GitHubClient:
                 ) from None
             if exc.status == 429:
                 raise TransientError(f"GitHub's rate limit stopped {doing}: {_rate_limit_hint(exc)}") from None
-            if exc.status is not None and exc.status >= 500:
+            if exc.status is not None and is_transient_status(exc.status):
                 raise TransientError(
-                    f"GitHub answered {exc.status} while {doing}, {settings.GITHUB_RETRIES} retries later still; "
+                    f"GitHub answered {exc.status} while {doing}, {self.config.retries} retries later still; "
                     "it is probably having trouble: try again later."
                 ) from None
             raise StepFailed(f"GitHub answered {exc.status} while {doing}: {message}") from None
         except requests.RequestException as exc:
             raise TransientError(
-                f"GitHub ({self.project.github_api_url}) could not be reached while {doing} ({type(exc).__name__})."
+                f"GitHub ({self.api_url}) could not be reached while {doing} ({type(exc).__name__})."
             ) from None
 
     # -- calls ---------------------------------------------------------------
@@ -198,9 +226,9 @@ class GitHubClient:
     def workflow(self) -> Workflow:
         if self._workflow is None:
             repository = self.repository()
-            with self._calling(f"reading the workflow {self.project.workflow_file}"):
+            with self._calling(f"reading the workflow {self.workflow_file}"):
                 # Reference: https://docs.github.com/en/rest/actions/workflows#get-a-workflow
-                self._workflow = repository.get_workflow(self.project.workflow_file)
+                self._workflow = repository.get_workflow(self.workflow_file)
         return self._workflow
 
     def dispatch(self, ref: str, inputs: dict[str, str]) -> int | None:
@@ -212,7 +240,7 @@ class GitHubClient:
         """
         workflow = self.workflow()
         self.inputs_sent = inputs
-        with self._calling(f"dispatching {self.project.workflow_file} on {ref}", dispatching=True):
+        with self._calling(f"dispatching {self.workflow_file} on {ref}", dispatching=True):
             # Reference: https://docs.github.com/en/rest/actions/workflows#create-a-workflow-dispatch-event
             # Typed as always a run; an answer of 204 (no details) gives True.
             result: object = workflow.create_dispatch(ref, inputs, throw=True, return_run_details=True)
@@ -224,7 +252,7 @@ class GitHubClient:
         """Runs of the workflow started by a dispatch on ``head_sha`` since ``created_since``, oldest first."""
         workflow = self.workflow()
         since = created_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with self._calling(f"listing the runs of {self.project.workflow_file}"):
+        with self._calling(f"listing the runs of {self.workflow_file}"):
             # Reference: https://docs.github.com/en/rest/actions/workflow-runs#list-workflow-runs-for-a-workflow
             runs = workflow.get_runs(event="workflow_dispatch", head_sha=head_sha, created=f">={since}")
             found = [_run_state(run) for run in islice(runs, 100)]
@@ -264,7 +292,7 @@ class GitHubClient:
             ]
 
     def run_logs(self, run_id: int) -> bytes:
-        """The run's logs archive (a zip), at most GITHUB_LOGS_MAX_BYTES."""
+        """The run's logs archive (a zip), at most ``config.logs_max_bytes``."""
         repository = self.repository()
         with self._calling(f"downloading the logs of workflow run {run_id}"):
             # Reference: https://docs.github.com/en/rest/actions/workflow-runs#download-workflow-run-logs
@@ -281,8 +309,8 @@ class GitHubClient:
             data = bytearray()
             for chunk in chunks:
                 data.extend(chunk)
-                if len(data) > settings.GITHUB_LOGS_MAX_BYTES:
-                    raise StepFailed(f"The logs of run {run_id} exceed {settings.GITHUB_LOGS_MAX_BYTES} bytes.")
+                if len(data) > self.config.logs_max_bytes:
+                    raise StepFailed(f"The logs of run {run_id} exceed {self.config.logs_max_bytes} bytes.")
             return bytes(data)
 
     def refs(self) -> list[str]:

@@ -1,6 +1,6 @@
 """Post-publication checks: each one a named result, pass or fail with the
-reason, stored on the deployment (the release guide's list of things a
-maintainer checks by hand after publishing)."""
+reason (the release guide's list of things a maintainer checks by hand
+after publishing); the services store them on the deployment."""
 
 from __future__ import annotations
 
@@ -11,21 +11,19 @@ import json
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 from typing import IO
 
-import requests
-from django.conf import settings
-from django.core.files.storage import storages
 from packaging.utils import canonicalize_name
 from readme_renderer import markdown, rst, txt
 
+from releases.clients.http import RetryPolicy
+from releases.clients.project_page import project_page
 from releases.errors import StepFailed, TransientError
-from releases.models import Artifact, Deployment
-from releases.pipeline import runner
-from releases.pipeline.context import JobContext
+from releases.steps import runner
+from releases.steps.workspace import Workspace
 
 FILES_ON_INDEX = "files on the index"
 INSTALLS = "installs in a clean environment"
@@ -43,61 +41,76 @@ class Outcome:
     detail: str
 
 
-@contextlib.contextmanager
-def checked(deployment: Deployment, name: str, passed_detail: str = "") -> Iterator[None]:
-    """Record check ``name`` as passed when the block ends, or failed with
-    the reason when it raises (the exception goes on)."""
-    from releases.services.supply import check_record
-
-    started = time.monotonic()
-    try:
-        yield
-    except (StepFailed, TransientError) as exc:
-        check_record(deployment, name, passed=False, detail=str(exc), seconds=time.monotonic() - started)
-        raise
-    check_record(deployment, name, passed=True, detail=passed_detail, seconds=time.monotonic() - started)
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    detail: str
+    seconds: float
 
 
-def _timed(deployment: Deployment, name: str, check: Callable[[], Outcome | None]) -> Outcome | None:
-    """Run ``check`` and store its outcome with the time it took (None: not applicable)."""
-    from releases.services.supply import check_record
+@dataclass
+class Checks:
+    """The checks of one verify, in the order they ran; the services store them."""
 
-    started = time.monotonic()
-    outcome = check()
-    if outcome is not None:
-        check_record(deployment, name, passed=outcome.passed, detail=outcome.detail, seconds=time.monotonic() - started)
-    return outcome
+    done: list[CheckOutcome] = field(default_factory=list)
+
+    def add(self, name: str, outcome: Outcome, seconds: float) -> None:
+        self.done.append(CheckOutcome(name, outcome.passed, outcome.detail, round(seconds, 3)))
+
+    @contextlib.contextmanager
+    def checked(self, name: str, passed_detail: str = "") -> Iterator[None]:
+        """Note check ``name`` as passed when the block ends, or failed with
+        the reason when it raises (the exception goes on)."""
+        started = time.monotonic()
+        try:
+            yield
+        except (StepFailed, TransientError) as exc:
+            self.add(name, Outcome(False, str(exc)), time.monotonic() - started)
+            raise
+        self.add(name, Outcome(True, passed_detail), time.monotonic() - started)
+
+    def timed(self, name: str, check: Callable[[], Outcome | None]) -> Outcome | None:
+        """Run ``check`` and note its outcome with the time it took (None: not applicable)."""
+        started = time.monotonic()
+        outcome = check()
+        if outcome is not None:
+            self.add(name, outcome, time.monotonic() - started)
+        return outcome
 
 
-def after_install_checks(ctx: JobContext, deployment: Deployment, venv_python: Path) -> list[str]:
+def after_install_checks(
+    ws: Workspace,
+    checks: Checks,
+    *,
+    project: str,
+    version: str,
+    wheel: Path,
+    venv_python: Path,
+    project_page_url: str,
+    page_policy: RetryPolicy,
+) -> list[str]:
     """The checks the install does not cover: README, metadata, project
-    page. Each is stored; the failed ones are returned as "name: reason"."""
-    ctx.step("post-publication checks")
-    wheel = deployment.release.artifacts.filter(kind=Artifact.Kind.WHEEL).order_by("filename").first()
-    if wheel is None:
-        raise StepFailed("The release has no wheel to read its metadata from.")
-    built = wheel_metadata(wheel)
+    page (when the environment has one). The failed ones are returned as
+    "name: reason"."""
+    ws.step("post-publication checks")
+    with wheel.open("rb") as handle:
+        built = read_wheel_metadata(handle, wheel.name)
     outcomes = {
-        README_RENDERS: _timed(deployment, README_RENDERS, lambda: readme_check(built)),
-        METADATA_MATCHES: _timed(
-            deployment, METADATA_MATCHES, lambda: metadata_check(ctx, deployment, venv_python, built)
+        README_RENDERS: checks.timed(README_RENDERS, lambda: readme_check(built)),
+        METADATA_MATCHES: checks.timed(
+            METADATA_MATCHES, lambda: metadata_check(ws, project, version, venv_python, built)
         ),
-        PROJECT_PAGE: _timed(deployment, PROJECT_PAGE, lambda: project_page_check(deployment)),
+        PROJECT_PAGE: checks.timed(PROJECT_PAGE, lambda: project_page_check(project_page_url, page_policy)),
     }
     failed = []
     for name, outcome in outcomes.items():
         if outcome is None:
             continue
-        ctx.log.write(f"check {name}: {'passed' if outcome.passed else 'FAILED'}: {outcome.detail}")
+        ws.log.write(f"check {name}: {'passed' if outcome.passed else 'FAILED'}: {outcome.detail}")
         if not outcome.passed:
             failed.append(f"{name}: {outcome.detail}")
     return failed
-
-
-def wheel_metadata(artifact: Artifact) -> Message:
-    """The METADATA of a stored wheel (the bytes the index now serves)."""
-    with storages["artifacts"].open(artifact.path, "rb") as handle:
-        return read_wheel_metadata(handle, artifact.filename)
 
 
 def read_wheel_metadata(handle: IO[bytes], filename: str) -> Message:
@@ -153,25 +166,24 @@ INSTALLED_METADATA = (
 )
 
 
-def metadata_check(ctx: JobContext, deployment: Deployment, venv_python: Path, built: Message) -> Outcome:
+def metadata_check(ws: Workspace, project: str, version: str, venv_python: Path, built: Message) -> Outcome:
     """Name, version and Requires-Python of what was installed from the index
     against the release and the wheel the console built."""
-    release = deployment.release
     result = runner.run(
-        ctx,
-        [str(venv_python), "-I", "-c", INSTALLED_METADATA, release.project.name],
-        show=["python", "-c", f"importlib.metadata.distribution({release.project.name!r})"],
+        ws,
+        [str(venv_python), "-I", "-c", INSTALLED_METADATA, project],
+        show=["python", "-c", f"importlib.metadata.distribution({project!r})"],
         check=False,
     )
     line = next((t for t in reversed(result.tail) if t.startswith("metadata ")), "")
     if result.returncode != 0 or not line:
-        return Outcome(False, f"The installed {release.project.name} has no readable metadata.")
+        return Outcome(False, f"The installed {project} has no readable metadata.")
     installed = json.loads(line.removeprefix("metadata "))
     problems = []
-    if canonicalize_name(installed["name"]) != canonicalize_name(release.project.name):
-        problems.append(f"name is {installed['name']!r}, the project is {release.project.name!r}")
-    if installed["version"] != release.version:
-        problems.append(f"version is {installed['version']!r}, the release is {release.version!r}")
+    if canonicalize_name(installed["name"]) != canonicalize_name(project):
+        problems.append(f"name is {installed['name']!r}, the project is {project!r}")
+    if installed["version"] != version:
+        problems.append(f"version is {installed['version']!r}, the release is {version!r}")
     expected_python = str(built.get("Requires-Python", "") or "")
     if installed["requires_python"] != expected_python:
         problems.append(
@@ -185,27 +197,10 @@ def metadata_check(ctx: JobContext, deployment: Deployment, venv_python: Path, b
     )
 
 
-def project_page_check(deployment: Deployment) -> Outcome | None:
-    """GET the environment's project page for this version (bounded retries
-    for CDN lag); None when the environment has no project page."""
-    template = deployment.environment.project_url_template
-    if not template:
+def project_page_check(url: str, policy: RetryPolicy) -> Outcome | None:
+    """GET the environment's project page for this version, waiting out CDN
+    lag by ``policy``; None when the environment has no project page."""
+    if not url:
         return None
-    release = deployment.release
-    try:
-        url = template.format(name=release.project.name, version=release.version)
-    except (KeyError, IndexError, ValueError):
-        return Outcome(False, f"The environment's project URL template {template!r} is not valid.")
-    last = ""
-    for attempt in range(settings.VERIFY_ATTEMPTS):
-        if attempt:
-            time.sleep(settings.VERIFY_BACKOFF * 2 ** (attempt - 1))
-        try:
-            response = requests.get(url, timeout=(5, 30), allow_redirects=True)
-        except requests.RequestException as exc:
-            last = f"{url} could not be reached ({type(exc).__name__})"
-            continue
-        if response.status_code == 200:
-            return Outcome(True, f"{url} answered 200")
-        last = f"{url} answered {response.status_code}"
-    return Outcome(False, f"The project page does not answer: {last}.")
+    answer = project_page(url, policy=policy)
+    return Outcome(answer.ok, answer.detail if answer.ok else f"The project page does not answer: {answer.detail}.")
