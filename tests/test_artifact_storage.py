@@ -21,6 +21,8 @@ from console.artifact_storage import artifact_storage
 from console.env import ImproperEnvironment
 from releases.clients import artifacts
 from releases.clients.artifacts import ArtifactConflict, ArtifactMissing, ArtifactTampered, WheelUnreadable
+from releases.errors import TransientError
+from tests.support.devpi import free_port
 from tests.support.s3 import SECRET_ACCESS_KEY, S3Server
 from tests.test_settings import run_manage
 
@@ -217,6 +219,16 @@ def test_a_write_landing_between_the_check_and_the_put_is_stopped_by_the_object_
     finally:
         client.meta.events.unregister("before-call.s3.PutObject", other_host_writes)
     assert s3_store.holds(NAME) == theirs
+
+
+def test_an_unreachable_object_store_is_a_transient_failure(
+    s3_server: S3Server, settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nobody_listens = f"http://127.0.0.1:{free_port()}"
+    env = s3_server.environment("artifacts", ARTIFACT_S3_ENDPOINT_URL=nobody_listens, ARTIFACT_S3_ATTEMPTS="1")
+    _configure(settings, monkeypatch, tmp_path, env)
+    with pytest.raises(TransientError, match="Artifact storage could not be reached"):
+        artifacts.store(built(tmp_path, b"sdist"), NAME)
 
 
 def test_objects_are_kept_under_the_configured_prefix(

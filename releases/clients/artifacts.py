@@ -14,7 +14,9 @@ folder, or an S3 compatible bucket through django-storages. On both:
   behind, when the store holds anything else.
 * A wheel's METADATA is read with a few ranged requests, not a download.
 
-Pure I/O: no models, and nothing of the console above it.
+Pure I/O: no models, and nothing of the console above it. The one piece of
+configuration read here is the storage itself (Django's
+``storages["artifacts"]``), so that every caller reaches the same store.
 """
 
 from __future__ import annotations
