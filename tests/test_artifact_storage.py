@@ -5,6 +5,7 @@ a copy is taken out."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 import zipfile
@@ -290,9 +291,21 @@ def test_reading_a_wheels_metadata_from_s3_fetches_a_small_part_of_it(s3_store: 
     assert 0 < sum(received) < 64 << 10, received
 
 
-@pytest.mark.parametrize("what", ["no zip", "no METADATA"])
+def corrupt_metadata(data: bytes) -> bytes:
+    """The wheel with the compressed bytes of its METADATA overwritten."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("sample_pkg-1.0.0.dist-info/METADATA")
+    start = info.header_offset + 30 + len(info.filename)
+    return data[:start] + b"\xff" * 8 + data[start + 8 :]
+
+
+@pytest.mark.parametrize("what", ["no zip", "no METADATA", "corrupt METADATA"])
 def test_a_stored_file_that_is_no_wheel_is_named_unreadable(store: Store, tmp_path: Path, what: str) -> None:
-    data = b"not a zip at all" if what == "no zip" else wheel_bytes(tmp_path, metadata=False)
+    data = {
+        "no zip": lambda: b"not a zip at all",
+        "no METADATA": lambda: wheel_bytes(tmp_path, metadata=False),
+        "corrupt METADATA": lambda: corrupt_metadata(wheel_bytes(tmp_path)),
+    }[what]()
     artifacts.store(built(tmp_path, data, "sample_pkg-1.0.0-py3-none-any.whl"), WHEEL)
     with pytest.raises(WheelUnreadable, match=r"sample_pkg-1\.0\.0-py3-none-any\.whl (is not a readable wheel|has no)"):
         artifacts.read_wheel(WHEEL)
@@ -330,7 +343,7 @@ def test_a_download_of_a_missing_or_resized_file_is_refused_before_any_byte(stor
         artifacts.open_download(NAME, sha256="0" * 64, size=3)
     stored = artifacts.store(built(tmp_path, b"twelve bytes"), NAME)
     store.write_behind_the_consoles_back(NAME, b"a longer file than that")
-    with pytest.raises(ArtifactTampered, match="23 bytes"):
+    with pytest.raises(ArtifactTampered, match="artifact storage holds a file of 23 bytes"):
         artifacts.open_download(NAME, sha256=stored.sha256, size=stored.size)
 
 

@@ -28,6 +28,7 @@ import io
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +172,7 @@ def open_download(name: str, *, sha256: str, size: int) -> ArtifactDownload:
     if stored is None:
         raise ArtifactMissing(_missing_message(name))
     if stored != size:
-        raise ArtifactTampered(_tampered_message(name, sha256, size, "(not read)", stored))
+        raise ArtifactTampered(_tampered_message(name, sha256, size, None, stored))
     return ArtifactDownload(name, size, sha256, _verified(name, backend.chunks(name), sha256=sha256, size=size))
 
 
@@ -193,7 +194,9 @@ def read_wheel(name: str) -> WheelContents:
             if declared > METADATA_MAX_BYTES:
                 raise WheelUnreadable(f"{_filename(name)} has a METADATA of {declared} bytes; that is no wheel's.")
             metadata = archive.read(member)
-    except zipfile.BadZipFile as exc:
+    # What a broken or hostile zip raises: a bad structure, a truncated or
+    # corrupt stream, an unsupported compression method, an encrypted member.
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
         raise WheelUnreadable(f"{_filename(name)} is not a readable wheel ({exc}).") from None
     return WheelContents(name, members, member, metadata)
 
@@ -236,10 +239,11 @@ def _verified(name: str, chunks: Iterator[bytes], *, sha256: str, size: int) -> 
             close()
 
 
-def _tampered_message(name: str, sha256: str, size: int, stored_sha256: str, stored_size: int) -> str:
+def _tampered_message(name: str, sha256: str, size: int, stored_sha256: str | None, stored_size: int) -> str:
+    held = f"sha256 {stored_sha256} ({stored_size} bytes)" if stored_sha256 else f"a file of {stored_size} bytes"
     return (
         f"The stored {_filename(name)} is not the file that was built: recorded sha256 {sha256} ({size} bytes), "
-        f"artifact storage holds sha256 {stored_sha256} ({stored_size} bytes). Nothing was sent or kept."
+        f"artifact storage holds {held}. Nothing was sent or kept."
     )
 
 
