@@ -20,6 +20,7 @@ from typing import Any
 import dj_database_url
 from cryptography.fernet import Fernet
 
+from console.artifact_storage import artifact_storage
 from console.env import ImproperEnvironment, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -177,15 +178,12 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from the apps, but expects the folder
 
-# Built artifacts: a local folder by default; any Django storage backend
-# (S3 compatible through django-storages) when several hosts share them.
-ARTIFACT_ROOT = Path(env_str("ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
+# Built artifacts: a local folder by default (ARTIFACT_ROOT), an S3
+# compatible bucket when several hosts share them (ARTIFACT_STORAGE=s3);
+# releases/clients/artifacts.py is the one module that reads and writes them.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "artifacts": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(ARTIFACT_ROOT), "file_permissions_mode": 0o444},
-    },
+    "artifacts": artifact_storage(VAR_DIR),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
@@ -313,7 +311,14 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "axes": {"level": "WARNING"},
+        # The S3 client's debug lines carry request headers and bodies.
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "s3transfer": {"level": "WARNING"},
+    },
 }
 
 if PRODUCTION:

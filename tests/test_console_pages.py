@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import pytest
@@ -76,7 +77,7 @@ def test_artifacts_download_through_a_signed_in_view():
         filename="sample_pkg-1.0.0-py3-none-any.whl",
         kind="wheel",
         size=len(body),
-        sha256="0" * 64,
+        sha256=hashlib.sha256(body).hexdigest(),
         path=path,
     )
     url = reverse("releases:artifact_download", args=[artifact.pk, artifact.filename])

@@ -4,17 +4,17 @@ environment's verification, what changed since the last release)."""
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
-from django.core.files.storage import storages
 from django.db.models import QuerySet
 from django.utils import timezone
 from packaging.metadata import Metadata
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from releases.clients import artifacts
+from releases.clients.artifacts import ArtifactStorageError
 from releases.models import APPROVE_PERMISSION, Approval, Artifact, Deployment, DeploymentFile, Release
 
 
@@ -128,12 +128,8 @@ def release_requirements(release: Release) -> list[str] | None:
     if wheel is None:
         return None
     try:
-        with storages["artifacts"].open(wheel.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
-            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
-            if name is None:
-                return None
-            raw = archive.read(name)
-    except (OSError, zipfile.BadZipFile):
+        raw = artifacts.read_wheel(wheel.path).metadata
+    except ArtifactStorageError:
         return None
     # Reference: https://packaging.pypa.io/en/stable/metadata.html
     metadata = Metadata.from_email(raw, validate=False)

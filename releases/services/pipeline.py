@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import storages
 from django.db import InterfaceError, OperationalError, transaction
 
+from releases.clients import artifacts
 from releases.clients.http import RetryPolicy
 from releases.errors import JobLost, StepFailed, TransientError
 from releases.models import Artifact, Deployment, DeploymentFile, Job, Project, Release, Sbom
@@ -45,7 +45,6 @@ from releases.services.workflow import dispatch_deployment, track_deployment
 from releases.steps import checks as check_steps
 from releases.steps.build import BuildRequest, build_release
 from releases.steps.checks import Checks
-from releases.steps.runner import sha256_file
 from releases.steps.sbom import make_sbom
 from releases.steps.upload import UploadFile, UploadResult, UploadTarget, upload_files
 from releases.steps.verify import ExpectedFile, VerifyOutput, VerifyRequest, verify_release
@@ -202,14 +201,10 @@ def upload_work(ws: Workspace, job: Job) -> None:
 
 def _fetch(ws: Workspace, artifact: Artifact) -> Path:
     """A stored file, copied into the job's folder once its bytes are shown
-    to be the ones recorded."""
-    local = ws.workdir / artifact.filename
-    with storages["artifacts"].open(artifact.path, "rb") as source, local.open("wb") as target:
-        for chunk in iter(lambda: source.read(1 << 20), b""):
-            target.write(chunk)
-    if sha256_file(local) != artifact.sha256:
-        raise StepFailed(f"The stored {artifact.filename} no longer has its recorded sha256; nothing was sent.")
-    return local
+    to be the ones recorded (a tampered object is refused, nothing sent)."""
+    local = ws.workdir / "upload" / artifact.filename
+    local.parent.mkdir(exist_ok=True)
+    return artifacts.fetch(artifact.path, local, sha256=artifact.sha256, size=artifact.size).path
 
 
 def _record_upload(records: dict[str, DeploymentFile], result: UploadResult) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.files import File
-from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 
 from releases.actors import Actor, person
-from releases.errors import StepFailed
+from releases.clients import artifacts
 from releases.models import Artifact, AuditAction, Deployment, Job, Project, Release
 from releases.services.audit import audit_record
 from releases.services.deployments import deployment_fail, deployment_start
@@ -49,38 +46,25 @@ def release_start_build(release: Release) -> None:
 
 
 def release_store_files(release: Release, files: list[Path]) -> list[Artifact]:
-    """Put the built files in artifact storage; the rows are written with
-    the build's record (``release_record_build``)."""
-    return [_store(release, path) for path in files]
-
-
-def _store(release: Release, path: Path) -> Artifact:
-    """Put ``path`` in artifact storage; an existing file must be the same bytes."""
-    storage = storages["artifacts"]
-    name = f"{release.project.name}/{release.version}/{path.name}"
-    digest = sha256_file(path)
-    if storage.exists(name):
-        with storage.open(name, "rb") as existing:
-            stored = hashlib.sha256(existing.read()).hexdigest()
-        if stored != digest:
-            if Artifact.objects.filter(path=name).exists():
-                raise StepFailed(f"Artifact storage already holds a different {path.name}; it is never overwritten.")
-            # Left by an attempt that died before the release was recorded
-            # as built: nobody ever saw or shipped those bytes.
-            storage.delete(name)
-    if not storage.exists(name):
-        with path.open("rb") as handle:
-            saved = storage.save(name, File(handle))
-        if saved != name:
-            raise StepFailed(f"Artifact storage saved {path.name} under another name ({saved}).")
-    return Artifact(
-        release=release,
-        filename=path.name,
-        kind=Artifact.Kind.WHEEL if path.suffix == ".whl" else Artifact.Kind.SDIST,
-        size=path.stat().st_size,
-        sha256=digest,
-        path=name,
-    )
+    """Put the built files in artifact storage, each written once under a
+    name that holds its digest (an attempt that died before the build was
+    recorded may have left other bytes: those stay unseen beside it). The
+    rows are written with the build's record (``release_record_build``)."""
+    rows = []
+    for path in files:
+        digest = sha256_file(path)
+        stored = artifacts.store(path, f"{release.project.name}/{release.version}/{digest}/{path.name}")
+        rows.append(
+            Artifact(
+                release=release,
+                filename=path.name,
+                kind=Artifact.Kind.WHEEL if path.suffix == ".whl" else Artifact.Kind.SDIST,
+                size=stored.size,
+                sha256=stored.sha256,
+                path=stored.name,
+            )
+        )
+    return rows
 
 
 def release_record_build(release: Release, *, commit: str, artifacts: list[Artifact], warnings: list[str]) -> None:

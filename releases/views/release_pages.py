@@ -8,12 +8,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.files.storage import storages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
+from releases.clients import artifacts
+from releases.clients.artifacts import ArtifactMissing, ArtifactStorageError
 from releases.models import Artifact, Deployment, Environment, Job, Release
 from releases.selectors.release_pages import (
     LOG_PAGE_LINES,
@@ -175,9 +178,18 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @viewer_required
-def artifact_download(request: HttpRequest, artifact_id: int, filename: str) -> FileResponse:
-    """Stream a built file from the artifact storage, to signed-in people only."""
+def artifact_download(request: HttpRequest, artifact_id: int, filename: str) -> HttpResponseBase:
+    """Stream a built file from the artifact storage, to signed-in people
+    only, checked against its recorded digest as it goes."""
     artifact = get_object_or_404(Artifact, pk=artifact_id, filename=filename)
     require_permission(request, "releases.view_artifact")
-    handle = storages["artifacts"].open(artifact.path, "rb")
-    return FileResponse(handle, as_attachment=True, filename=artifact.filename, content_type="application/octet-stream")
+    try:
+        download = artifacts.open_download(artifact.path, sha256=artifact.sha256, size=artifact.size)
+    except ArtifactMissing:
+        raise Http404(f"{artifact.filename} is no longer in the artifact storage.") from None
+    except ArtifactStorageError as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(download.chunks, content_type="application/octet-stream")
+    response["Content-Length"] = str(download.size)
+    response["Content-Disposition"] = content_disposition_header(True, artifact.filename)
+    return response
