@@ -212,7 +212,7 @@ class PypiStandin:
             "url": f"{self.url}/packages/{stored.path}",
             "hashes": {"sha256": stored.sha256},
             "requires-python": release.requires_python or None,
-            "size": len(stored.content),
+            "size": stored.size,
             "upload-time": stored.upload_time.replace(tzinfo=None).isoformat() + "Z",
             "yanked": release.yanked_reason if release.yanked and release.yanked_reason else release.yanked,
             "data-dist-info-metadata": metadata,
@@ -282,7 +282,7 @@ class PypiStandin:
             "core-metadata": (
                 {"sha256": hashlib.sha256(stored.core_metadata).hexdigest()} if stored.core_metadata else False
             ),
-            "size": len(stored.content),
+            "size": stored.size,
             "downloads": -1,
             "upload_time": naive.strftime("%Y-%m-%dT%H:%M:%S"),
             "upload_time_iso_8601": naive.isoformat() + "Z",
