@@ -8,23 +8,20 @@ would break, each with PyPI's own answer and one line a person can act on.
 Pure: no database, no settings, no network.
 
 Files already on the index with the same sha256 are not judged: the upload
-step skips them, so they are never sent.
+step skips them, so they are never sent. The metadata rules are in
+``pypi_metadata``, the platform tags in ``pypi_platforms``.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from enum import StrEnum
 from pathlib import Path
-from typing import cast
 
-from packaging.metadata import InvalidMetadata, Metadata, RawMetadata
+from packaging.metadata import Metadata
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -32,58 +29,28 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
-from readme_renderer import markdown, rst, txt
-from trove_classifiers import all_classifiers, deprecated_classifiers
 
 from releases.clients.pypi_json import PublishedProject
-from releases.steps import pypi_platforms
+from releases.steps import pypi_metadata, pypi_platforms
 from releases.steps.distfiles import INVALID, DistFile, read_dist, twine_name
+from releases.steps.pypi_violations import Rule, Violation, violation
+
+__all__ = [
+    "PYPI_LIMITS",
+    "IndexView",
+    "Limits",
+    "Rule",
+    "Violation",
+    "check_credential",
+    "check_paths",
+    "check_release",
+]
 
 ONE_MIB = 1024 * 1024
 ONE_GIB = 1024 * ONE_MIB
 MAX_RELEASE_AGE = timedelta(days=14)  # MAXIMUM_AGE_FOR_NEW_UPLOADS_DAYS
-SUPPORTED_METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5"}
 PROJECT_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
-CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
-LOCAL_VERSION_URL = (
-    "https://packaging.python.org/en/latest/specifications/version-specifiers/#local-version-identifiers"
-)
 STORAGE_LIMITS_URL = "https://docs.pypi.org/project-management/storage-limits"
-# The order in which warehouse picks the one metadata error it reports.
-METADATA_ERROR_ORDER = ["metadata-version", "name", "version"]
-
-
-class Rule(StrEnum):
-    CREDENTIAL = "credential"
-    PROJECT_OWNER = "project-owner"
-    PROJECT_NAME = "project-name"
-    METADATA = "metadata"
-    DESCRIPTION = "description"
-    FILENAME = "filename"
-    FILE_SIZE = "file-size"
-    PROJECT_SIZE = "project-size"
-    FILE_EXISTS = "file-exists"
-    FILENAME_REUSED = "filename-reused"
-    RELEASE_CLOSED = "release-closed"
-    ONE_SDIST = "one-sdist"
-    DISTRIBUTION = "distribution"
-    PLATFORM_TAG = "platform-tag"
-    LICENSE_FILE = "license-file"
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One rule a file (or the release, when ``filename`` is None) breaks."""
-
-    rule: Rule
-    filename: str | None
-    message: str  # what is wrong and what to do, for a person
-    pypi_status: int  # what PyPI answers the upload
-    pypi_message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -265,17 +232,19 @@ def _file_violations(
 ) -> list[Violation]:
     if dist.metadata is None:
         problem = dist.problem or f"{INVALID} no metadata found"
-        return [_v(Rule.DISTRIBUTION, dist, f"PyPI cannot read it ({problem}); build it again.", problem)]
-    meta_or_errors = parse_metadata(dist)
+        return [violation(Rule.DISTRIBUTION, dist, f"PyPI cannot read it ({problem}); build it again.", problem)]
+    meta_or_errors = pypi_metadata.parse_metadata(dist)
     if isinstance(meta_or_errors, list):
         return meta_or_errors
     meta = meta_or_errors
-    found = _description_violations(dist, meta, index)
+    found = pypi_metadata.description_violations(dist, meta, _help(index, "description-content-type"))
     found += _filename_violations(dist)
     found += _existing_violations(dist, index, now=now, previously_uploaded=previously_uploaded)
     if dist.problem:
         found.append(
-            _v(Rule.DISTRIBUTION, dist, f"PyPI refuses the archive ({dist.problem}); build it again.", dist.problem)
+            violation(
+                Rule.DISTRIBUTION, dist, f"PyPI refuses the archive ({dist.problem}); build it again.", dist.problem
+            )
         )
     elif dist.kind == "sdist":
         found += _sdist_violations(dist, meta)
@@ -284,121 +253,12 @@ def _file_violations(
     return found
 
 
-def _v(rule: Rule, dist: DistFile, advice: str, pypi_message: str, status: int = 400) -> Violation:
-    return Violation(rule, dist.filename, f"{dist.filename}: {advice}", status, pypi_message)
-
-
-def parse_metadata(dist: DistFile) -> Metadata | list[Violation]:
-    """The metadata twine sends, validated by packaging and by warehouse's own
-    rules; every error, the one PyPI reports first."""
-    raw = dict(cast(dict[str, object], dist.metadata))
-    raw["name"] = twine_name(str(raw.get("name", "")))
-    if Version(str(raw.get("metadata_version") or "0")) < Version("2.4"):
-        raw.pop("license_files", None)  # twine drops them below 2.4
-    try:
-        meta = Metadata.from_raw(cast(RawMetadata, raw))
-    except ExceptionGroup as group:
-        errors = [e for e in group.exceptions if isinstance(e, InvalidMetadata)]
-        return _metadata_violations(dist, errors)
-    return _metadata_violations(dist, warehouse_metadata_errors(meta)) or meta
-
-
-def warehouse_metadata_errors(meta: Metadata) -> list[InvalidMetadata]:
-    """forklift/metadata.py ``_validate_metadata``, less the e-mail and URL syntax checks."""
-    errors = []
-    if meta.metadata_version not in SUPPORTED_METADATA_VERSIONS:
-        errors.append(InvalidMetadata("metadata-version", f"{meta.metadata_version!r} is not a valid metadata version"))
-    if meta.version.local:
-        errors.append(InvalidMetadata("version", f"The use of local versions in '{meta.version}' is not allowed."))
-    if meta.summary is not None and len(meta.summary) > 512:
-        errors.append(InvalidMetadata("summary", "'summary' field must be 512 characters or less."))
-    classifiers = set(meta.classifiers or [])
-    for classifier in sorted(classifiers - set(all_classifiers)):
-        errors.append(InvalidMetadata("classifier", f"{classifier!r} is not a valid classifier."))
-    for classifier in sorted(classifiers & deprecated_classifiers.keys()):
-        instead = deprecated_classifiers[classifier]
-        said = f"The classifier {classifier!r} has been deprecated"
-        errors.append(
-            InvalidMetadata("classifier", f"{said}, use one of {instead} instead." if instead else f"{said}.")
-        )
-    for requirement in meta.requires_dist or []:
-        if requirement.url is not None:
-            errors.append(InvalidMetadata("requires-dist", f"Can't have direct dependency: {requirement}"))
-    if meta.license and meta.license_expression:
-        errors.append(
-            InvalidMetadata(
-                "license",
-                "License is deprecated when License-Expression is present. Only License-Expression should be present.",
-            )
-        )
-    return errors
-
-
-METADATA_ADVICE = {
-    "metadata-version": "build it with a back-end that writes Metadata-Version 2.5 or older",
-    "version": "release a version PyPI accepts (no '+local' part) from pyproject.toml",
-    "summary": "shorten the project's description (Summary) to 512 characters",
-    "classifier": "use classifiers from https://pypi.org/classifiers/ in pyproject.toml",
-    "requires-dist": "depend on released packages, not on direct URLs",
-    "license": "keep only license (the SPDX expression) in pyproject.toml",
-}
-
-
-def _metadata_violations(dist: DistFile, errors: list[InvalidMetadata]) -> list[Violation]:
-    """One violation per error, the one warehouse reports first."""
-    ordered = sorted(errors, key=_reported_first)
-    violations = []
-    for error in ordered:
-        text = str(error)
-        see = LOCAL_VERSION_URL if "use of local versions" in text else CORE_METADATA_URL
-        pypi_message = f"{text}{'' if text.endswith('.') else '.'} See {see} for more information."
-        advice = METADATA_ADVICE.get(error.field, "fix it in pyproject.toml and build again")
-        violations.append(_v(Rule.METADATA, dist, f"PyPI refuses its metadata: {text}; {advice}.", pypi_message))
-    return violations
-
-
-def _reported_first(error: InvalidMetadata) -> tuple[int, str]:
-    """warehouse reports metadata-version, name, version first, then by field name."""
-    field = error.field
-    return (
-        (METADATA_ERROR_ORDER.index(field), "") if field in METADATA_ERROR_ORDER else (len(METADATA_ERROR_ORDER), field)
-    )
-
-
-def _description_violations(dist: DistFile, meta: Metadata, index: IndexView) -> list[Violation]:
-    """Render the long description as warehouse does on upload (no fallback)."""
-    if not meta.description:
-        return []
-    declared = meta.description_content_type or "text/x-rst"
-    header = EmailMessage()
-    header["content-type"] = declared
-    kind = header.get_content_type()
-    warnings = io.StringIO()
-    if kind == "text/x-rst":
-        rendered = rst.render(meta.description, stream=warnings)
-    elif kind == "text/markdown":
-        rendered = markdown.render(meta.description)
-    else:
-        rendered = txt.render(meta.description)
-    if rendered is not None:
-        return []
-    said = (
-        f"The description failed to render for '{declared}'."
-        if meta.description_content_type
-        else "The description failed to render in the default format of reStructuredText."
-    )
-    pypi_message = f"{said} See {_help(index, 'description-content-type')} for more information."
-    why = " ".join(warnings.getvalue().split())[:300] or "the renderer gave no reason"
-    advice = f"its README ({kind}) does not render on PyPI ({why}); fix the README, or declare its content type"
-    return [_v(Rule.DESCRIPTION, dist, advice + ".", pypi_message)]
-
-
 def _filename_violations(dist: DistFile) -> list[Violation]:
     """forklift's ``_validate_filename``: characters and extension."""
     filename = dist.filename
     if any(ord(c) < 32 or ord(c) == 127 for c in filename) or "/" in filename or "\\" in filename:
         return [
-            _v(
+            violation(
                 Rule.FILENAME,
                 dist,
                 "the filename has characters PyPI refuses; rename it as the build back-end named it.",
@@ -407,7 +267,7 @@ def _filename_violations(dist: DistFile) -> list[Violation]:
         ]
     if dist.kind is None:
         return [
-            _v(
+            violation(
                 Rule.FILENAME,
                 dist,
                 "PyPI takes only .tar.gz sdists and .whl wheels; build them with the build back-end.",
@@ -422,7 +282,7 @@ def _size_violations(dist: DistFile, project_total: int, limits: Limits) -> list
     name = twine_name(str((dist.metadata or {}).get("name", "")))
     if dist.size > limits.file_size:
         return [
-            _v(
+            violation(
                 Rule.FILE_SIZE,
                 dist,
                 f"{dist.size / ONE_MIB:.1f} MiB is over PyPI's {limits.file_size // ONE_MIB} MiB file limit; "
@@ -433,7 +293,7 @@ def _size_violations(dist: DistFile, project_total: int, limits: Limits) -> list
         ]
     if project_total > limits.project_size:
         return [
-            _v(
+            violation(
                 Rule.PROJECT_SIZE,
                 dist,
                 f"the project would hold {project_total / ONE_GIB:.2f} GiB, over PyPI's "
@@ -460,7 +320,7 @@ def _existing_violations(
     same_name = next((f for f in files if f.filename == dist.filename), None)
     if same_name is not None:
         return [
-            _v(
+            violation(
                 Rule.FILE_EXISTS,
                 dist,
                 f"the index already has a different file of this name (sha256 {same_name.sha256}); "
@@ -471,7 +331,7 @@ def _existing_violations(
     same_bytes = next((f for f in files if f.blake2b_256 == dist.blake2b_256), None)
     if same_bytes is not None:
         return [
-            _v(
+            violation(
                 Rule.FILE_EXISTS,
                 dist,
                 f"the index already has these very bytes as {same_bytes.filename}; PyPI takes a file's bytes once.",
@@ -480,7 +340,7 @@ def _existing_violations(
         ]
     if dist.filename in previously_uploaded:
         return [
-            _v(
+            violation(
                 Rule.FILENAME_REUSED,
                 dist,
                 "the console uploaded this filename before and it has since been deleted from the index; "
@@ -494,7 +354,7 @@ def _existing_violations(
     started = release.first_upload if release else None
     if started is not None and started < now - MAX_RELEASE_AGE:
         return [
-            _v(
+            violation(
                 Rule.RELEASE_CLOSED,
                 dist,
                 f"release {version} was first published on {started:%Y-%m-%d}, more than 14 days ago, and PyPI "
@@ -522,7 +382,7 @@ def _sdist_count_violations(dist: DistFile, index: IndexView, sent: set[str]) ->
     if not others:
         return []
     return [
-        _v(
+        violation(
             Rule.ONE_SDIST,
             dist,
             f"the release already has the sdist {others[0]}; PyPI takes one sdist per release: send only one.",
@@ -553,7 +413,7 @@ def _wheel_violations(dist: DistFile, meta: Metadata) -> list[Violation]:
     except InvalidWheelFilename as exc:
         return [_rename(dist, str(exc))]
     found = [
-        _v(
+        violation(
             Rule.PLATFORM_TAG,
             dist,
             f"PyPI refuses the platform tag {platform}; {pypi_platforms.advice(platform)}",
@@ -576,12 +436,12 @@ def _wheel_violations(dist: DistFile, meta: Metadata) -> list[Violation]:
 
 def _rename(dist: DistFile, pypi_message: str) -> Violation:
     advice = f"PyPI refuses the filename ({pypi_message}); upload the file under the name the build back-end gave it."
-    return _v(Rule.FILENAME, dist, advice, pypi_message)
+    return violation(Rule.FILENAME, dist, advice, pypi_message)
 
 
 def _license_violations(dist: DistFile, meta: Metadata, prefix: str) -> list[Violation]:
     return [
-        _v(
+        violation(
             Rule.LICENSE_FILE,
             dist,
             f"the metadata names the license file {license_file} but the archive lacks it; include it in the build.",

@@ -151,6 +151,11 @@ class PypiStandin:
 
     def _get(self, path: str, query: dict[str, list[str]], accept: str) -> Answer:
         with self.state.lock:
+            if self.state.failures:
+                status = self.state.failures.pop(0)
+                return Answer(status, "Service Unavailable" if status == 503 else "Error", headers={"Retry-After": "0"})
+            if self.state.html_only:
+                query, accept = {}, "text/html"
             if path == "/simple/":
                 return self._simple_index(query, accept)
             if m := re.fullmatch(r"/simple/([^/]+)/", path):

@@ -102,6 +102,8 @@ class PypiState:
         self.max_file_size = 100 * ONE_MIB  # warehouse.constants.MAX_FILESIZE
         self.max_project_size = 10 * ONE_GIB  # warehouse.constants.MAX_PROJECT_SIZE
         self.site = "https://pypi.org"  # where the messages' help links point, as on PyPI
+        self.html_only = False  # answer the simple API as an index without PEP 691 does
+        self.failures: list[int] = []  # statuses to answer the next GET requests with (503, 429...)
 
     def now(self) -> datetime:
         return datetime.now(UTC)
