@@ -12,6 +12,7 @@ import pytest
 from releases.clients import http, index, pypi_json
 from releases.errors import StepFailed, TransientError
 from releases.pipeline import index_client as old_index_client
+from releases.steps.pypi_index_view import read_index
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.pypi_packages import Built, build_package, twine_upload
 from tests.support.pypi_standin import PypiStandin
@@ -146,3 +147,14 @@ def test_json_api_gives_files_upload_times_and_roles(published: PypiStandin, bui
     assert project.may_upload("mallory") is False
     assert project.total_size == sum(p.stat().st_size for p in built.paths)
     assert pypi_json.json_api_url(published.simple_url) == published.json_url
+
+
+def test_read_index_on_devpi_knows_the_project_exists_but_has_no_json_api(
+    devpi: DevpiServer, index_account: IndexAccount, built: Built
+):
+    devpi.upload_raw(index_account, built.sdist)
+
+    view = read_index(index_account.simple_url, "sample-pkg")
+
+    assert pypi_json.json_api_url(index_account.simple_url) is None
+    assert (view.project, view.project_exists, view.known_names) == (None, True, None)

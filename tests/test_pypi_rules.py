@@ -5,16 +5,18 @@ the index's JSON and simple APIs say, finds the same refusal."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
-from releases.clients import index, pypi_json
+from releases.clients import index
 from releases.steps import pypi_rules
 from releases.steps.distfiles import read_dist
-from releases.steps.pypi_rules import PYPI_LIMITS, IndexView, Limits, Rule, Violation
+from releases.steps.pypi_index_view import read_index
+from releases.steps.pypi_rules import PYPI_LIMITS, Limits, Rule, Violation
 from tests.support.pypi_packages import Built, build_package, rewrite_wheel_metadata, twine_upload
 from tests.support.pypi_standin import PypiStandin
 from tests.support.pypi_state import ONE_GIB, ONE_MIB
@@ -30,13 +32,12 @@ def predict(
     previously_uploaded: tuple[str, ...] = (),
     limits: Limits = PYPI_LIMITS,
 ) -> list[Violation]:
-    """pypi_rules as the console runs it before an upload: the JSON API, the
-    simple API (and its project list when the project is new), then the rules."""
+    """pypi_rules as the console runs it before an upload: what the index's
+    simple and JSON APIs say, then the rules on the local files."""
     name = str(read_dist(paths[0]).metadata["name"])  # type: ignore[index]
-    published = pypi_json.fetch_project(standin.json_url, name)
-    listed = index.fetch_project(standin.simple_url, name)
-    known = index.project_names(standin.simple_url) if listed is None else None
-    view = IndexView(published, project_exists=listed is not None, known_names=known, site=standin.state.site)
+    view = read_index(standin.simple_url, name)
+    # The stand-in answers on loopback; its messages point where PyPI's do.
+    view = dataclasses.replace(view, site=standin.state.site)
     return pypi_rules.check_paths(
         paths, view, account=account, now=datetime.now(UTC), previously_uploaded=previously_uploaded, limits=limits
     )

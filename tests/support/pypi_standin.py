@@ -77,11 +77,11 @@ class PypiStandin:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # As on PyPI: https://upload.pypi.org/legacy/, https://pypi.org/simple/, https://pypi.org/pypi/.
+        self.upload_url = self.url + "/legacy/"
+        self.simple_url = self.url + "/simple/"
+        self.json_url = self.url + "/pypi/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    upload_url = property(lambda self: self.url + "/legacy/")
-    simple_url = property(lambda self: self.url + "/simple/")
-    json_url = property(lambda self: self.url + "/pypi/")
 
     def start(self) -> PypiStandin:
         self._thread.start()
@@ -124,9 +124,10 @@ class PypiStandin:
         except Exception:  # a bug of the stand-in: answered, and kept for the test to see
             self.errors.append(traceback.format_exc())
             answer = Answer(500, "Internal Server Error")
-        self.requests.append(
-            RecordedRequest(method, handler.path, accept, len(body), filename, answer.status, answer.reason)
-        )
+        with self.state.lock:
+            self.requests.append(
+                RecordedRequest(method, handler.path, accept, len(body), filename, answer.status, answer.reason)
+            )
         # warehouse puts its message in the status line, where twine reads it;
         # the line must stay ISO-8859-1 (forklift.utils._exc_with_message).
         handler.send_response(answer.status, answer.reason.encode("iso-8859-1", "replace").decode("iso-8859-1"))
