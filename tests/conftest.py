@@ -12,6 +12,7 @@ from releases.models import Deployment, Environment, Project, Release
 from releases.services.projects import environment_create, project_create
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.osv_standin import OsvStandin
+from tests.support.pypi_standin import PypiStandin
 from tests.support.pypistats_standin import PypistatsStandin
 from tests.support.sample import SampleRepo
 from tests.support.worker import WorkerProcess
@@ -152,6 +153,14 @@ def osv_clean(osv: OsvStandin) -> Iterator[OsvStandin]:
     osv.affects.clear()
     osv.failing = False
     osv.page_size = 0
+
+
+@pytest.fixture
+def pypi_standin() -> Iterator[PypiStandin]:
+    """A PyPI of the test's own (upload, simple and JSON APIs) on a free loopback port."""
+    standin = PypiStandin().start()
+    yield standin
+    standin.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from releases.clients.index import JSON_TYPE, parse_project_page
 from releases.redaction import redact, register_secret
 from releases.steps.build_env import build_requirements
 from releases.validators import clean_ref, clean_version
@@ -44,23 +43,6 @@ def test_a_long_text_is_redacted_like_each_of_its_lines():
     lines = [f"line {n} https://ci:pw{n}@example.org/ and {token if n % 3 else 'nothing'}" for n in range(50)]
     assert redact("\n".join(lines)).split("\n") == [redact(line) for line in lines]
     assert "[redacted]" in redact(lines[1]) and token not in redact("\n".join(lines))
-
-
-def test_simple_api_json_gives_filenames_and_digests():
-    body = (
-        '{"meta":{"api-version":"1.0"},"name":"x","files":[{"filename":"x-1.0.tar.gz",'
-        '"url":"../../+f/017/x-1.0.tar.gz","hashes":{"sha256":"ABCDEF"}}]}'
-    )
-    files = parse_project_page(body, JSON_TYPE, "http://i/u/dev/+simple/x/")
-    assert files["x-1.0.tar.gz"].sha256 == "abcdef"
-    assert files["x-1.0.tar.gz"].url == "http://i/u/dev/+f/017/x-1.0.tar.gz"
-
-
-def test_simple_api_html_fallback_reads_the_sha256_fragment():
-    body = '<html><body><a href="/f/x-1.0-py3-none-any.whl#sha256=00ff" data-requires-python="">x-1.0-py3-none-any.whl</a></body></html>'
-    files = parse_project_page(body, "text/html", "http://i/simple/x/")
-    assert files["x-1.0-py3-none-any.whl"].sha256 == "00ff"
-    assert files["x-1.0-py3-none-any.whl"].url == "http://i/f/x-1.0-py3-none-any.whl"
 
 
 @pytest.mark.parametrize("version", ["v1.0", "1.0 ", "01.0", "1.0.0-rc1", ""])

@@ -1,90 +1,149 @@
-"""The package index's simple API: which files it holds, with their sha256.
+"""The package index's simple API: which files it holds for a project.
 
-PEP 691 JSON is asked for first; an index that answers HTML (PEP 503) is
-read as well. Both give each file's sha256, which is all the console needs
-to make uploads idempotent (DESIGN.md principle 4).
+PEP 691 JSON is asked for first, PEP 503 HTML accepted as well (PyPI's HTML
+index is frozen, PEP 833; devpi and other indexes may answer either). The
+request goes through the shared retry policy; the page is read by the
+``pypi-simple`` library, which knows both forms and their later additions
+(yanked, core metadata, PEP 740 provenance).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin
 
+import requests
 from packaging.utils import canonicalize_name
+from pypi_simple import (
+    ACCEPT_JSON_PREFERRED,
+    DistributionPackage,
+    IndexPage,
+    ProjectPage,
+    UnsupportedContentTypeError,
+)
+from pypi_simple.errors import UnsupportedRepoVersionError
 
 from releases.clients import http
-from releases.clients.http import DEFAULT_POLICY, RetryPolicy
 from releases.errors import StepFailed
-
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
 
 @dataclass(frozen=True)
 class IndexFile:
+    """One file the index lists."""
+
     filename: str
     url: str
-    sha256: str
+    sha256: str  # lower case; empty when the index gives none
+    yanked: bool = False
+    yanked_reason: str | None = None
+    has_core_metadata: bool = False  # PEP 658/714: METADATA served beside the file
+    provenance_url: str | None = None  # PEP 740
+    requires_python: str | None = None
 
 
-class _LinkParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
+@dataclass(frozen=True)
+class IndexProject:
+    """A project page: the project exists on the index, with these files."""
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href") or ""
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
-            self._href = None
+    name: str
+    files: dict[str, IndexFile]
 
 
 def project_url(index_url: str, name: str) -> str:
-    return urljoin(index_url.rstrip("/") + "/", canonicalize_name(name) + "/")
+    """The project page's address: the index URL and the PEP 503 normalized name."""
+    return index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
 
 
-def parse_project_page(body: str, content_type: str, page_url: str) -> dict[str, IndexFile]:
-    """Files on a project page, by filename."""
-    files: dict[str, IndexFile] = {}
-    if content_type.startswith(JSON_TYPE) or content_type.startswith("application/json"):
-        data = json.loads(body)
-        for entry in data.get("files", []):
-            sha256 = (entry.get("hashes") or {}).get("sha256", "")
-            files[entry["filename"]] = IndexFile(entry["filename"], urljoin(page_url, entry["url"]), sha256.lower())
-        return files
-    parser = _LinkParser()
-    parser.feed(body)
-    for href, text in parser.links:
-        url, fragment = urldefrag(urljoin(page_url, href))
-        name = text or url.rsplit("/", 1)[-1]
-        sha256 = fragment.split("=", 1)[1].lower() if fragment.startswith("sha256=") else ""
-        files[name] = IndexFile(name, url, sha256)
-    return files
+def fetch_project(
+    index_url: str,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    policy: http.RetryPolicy = http.DEFAULT_POLICY,
+) -> IndexProject | None:
+    """The index's page for ``name``; None when the index has never heard of it.
 
-
-def list_files(index_url: str, name: str, *, policy: RetryPolicy = DEFAULT_POLICY) -> dict[str, IndexFile]:
-    """What the index holds for ``name``; empty when it has never heard of it.
-
-    Transient failures are asked again by the shared policy; any other
-    answer but 200 and 404 is permanent.
+    Transient failures (connection errors, 5xx, 429) are asked again under
+    the shared policy and end in TransientError; any other refusal, or a page
+    that is neither PEP 691 JSON nor HTML, is StepFailed with a sentence.
     """
     url = project_url(index_url, name)
     # Reference: https://peps.python.org/pep-0691/ and https://peps.python.org/pep-0503/
-    response = http.request("GET", url, what=f"the index at {index_url}", policy=policy, headers={"Accept": ACCEPT})
+    response = http.request(
+        "GET",
+        url,
+        what=f"the index at {index_url}",
+        policy=policy,
+        session=session,
+        headers={"Accept": ACCEPT_JSON_PREFERRED},
+    )
     if response.status_code == 404:
-        return {}
+        return None
     if response.status_code >= 300:
         raise StepFailed(f"The index answered {response.status_code} for {url}; check the environment's index URL.")
-    return parse_project_page(response.text, response.headers.get("Content-Type", ""), response.url)
+    try:
+        page = ProjectPage.from_response(response, name)
+    except UnsupportedContentTypeError:
+        content_type = response.headers.get("Content-Type", "no content type")
+        raise StepFailed(
+            f"The index at {index_url} answered {url} with {content_type}, neither the simple API's JSON (PEP 691) "
+            "nor HTML (PEP 503); check the environment's index URL."
+        ) from None
+    except UnsupportedRepoVersionError as exc:
+        raise StepFailed(
+            f"The index at {index_url} speaks a simple API version the console cannot read: {exc}."
+        ) from None
+    except ValueError as exc:
+        raise StepFailed(f"The index at {index_url} answered {url} with a page that cannot be read: {exc}.") from None
+    files = {package.filename: _index_file(package) for package in page.packages}
+    return IndexProject(name=page.project, files=files)
+
+
+def project_names(
+    index_url: str, *, session: requests.Session | None = None, policy: http.RetryPolicy = http.DEFAULT_POLICY
+) -> frozenset[str]:
+    """Every project name the index lists (its root page), for the names a
+    new project may not come too close to. PyPI's root lists every project,
+    several megabytes: ask for it only before a project's first upload."""
+    url = index_url.rstrip("/") + "/"
+    # Reference: https://peps.python.org/pep-0691/#project-list
+    response = http.request(
+        "GET",
+        url,
+        what=f"the index at {index_url}",
+        policy=policy,
+        session=session,
+        headers={"Accept": ACCEPT_JSON_PREFERRED},
+    )
+    if response.status_code >= 300:
+        raise StepFailed(f"The index answered {response.status_code} for {url}; check the environment's index URL.")
+    try:
+        return frozenset(IndexPage.from_response(response).projects)
+    except (UnsupportedContentTypeError, ValueError) as exc:
+        raise StepFailed(
+            f"The index at {index_url} answered its project list with a page that cannot be read: {exc}."
+        ) from None
+
+
+def list_files(
+    index_url: str,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    policy: http.RetryPolicy = http.DEFAULT_POLICY,
+) -> dict[str, IndexFile]:
+    """What the index holds for ``name``, by filename; empty when it has never heard of it."""
+    project = fetch_project(index_url, name, session=session, policy=policy)
+    return {} if project is None else project.files
+
+
+def _index_file(package: DistributionPackage) -> IndexFile:
+    return IndexFile(
+        filename=package.filename,
+        url=package.url,
+        sha256=(package.digests.get("sha256") or "").lower(),
+        yanked=package.is_yanked,
+        yanked_reason=package.yanked_reason or None,
+        has_core_metadata=bool(package.has_metadata),
+        provenance_url=package.provenance_url,
+        requires_python=package.requires_python,
+    )
