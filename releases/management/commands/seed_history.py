@@ -2,7 +2,7 @@
 
 Rows go in with ``bulk_create`` in batches (the log lines with COPY on
 PostgreSQL), dated over the last three years. Audit events are appended
-to the real chain (its head locked, each hash computed as
+to the real chain (its head locked, each event hashed and sealed as
 ``audit_record`` does), so ``audit_verify_chain`` still holds afterwards.
 Never run it against a production database: it writes thousands of
 releases that never happened.
@@ -35,7 +35,7 @@ from releases.models import (
     Project,
     Release,
 )
-from releases.services.audit import canonical_json, chain_hash, event_payload
+from releases.services.audit import canonical_json, seal_event
 
 BATCH = 5000
 YEARS = 3
@@ -328,9 +328,8 @@ class Command(BaseCommand):
                     release_id=release_id,
                     data={**canonical_data(data), "seeded": True},
                     created_at=at,
-                    previous_hash=previous,
                 )
-                event.hash = chain_hash(previous, event_payload(event))
+                seal_event(event, previous)
                 previous = event.hash
                 events.append(event)
             AuditEvent.objects.bulk_create(events, batch_size=BATCH)
