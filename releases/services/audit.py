@@ -166,7 +166,10 @@ def _link_problem(event: AuditEvent, previous_id: int, previous_hash: str, ring:
             f"but the event before it (#{previous_id}) has {previous_hash[:12]}… "
             "(an event was deleted, inserted or reordered here)"
         )
+    expected = chain_hash(previous_hash, event_payload(event))
     if not event.seal or not event.seal_key_id:
+        if event.hash != expected:
+            return f"event #{event.pk} does not match its hash (its content was changed)"
         return f"event #{event.pk} has no seal (it was added outside the console)"
     key = ring.get(event.seal_key_id)
     if key is None:
@@ -174,7 +177,6 @@ def _link_problem(event: AuditEvent, previous_id: int, previous_hash: str, ring:
             f"event #{event.pk} is sealed with key {event.seal_key_id}, which AUDIT_CHAIN_KEYS does not hold "
             "(a key was taken out of the ring, or the seal is forged)"
         )
-    expected = chain_hash(previous_hash, event_payload(event))
     if not hmac.compare_digest(event.seal, key.seal(expected)):
         return (
             f"event #{event.pk} does not match its seal, the keyed hash under key {key.key_id} "
