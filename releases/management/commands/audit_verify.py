@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from releases.services.audit_checkpoints import checkpoint_folder
 from releases.services.audit_verification import AuditReport, audit_verify_report
 
 
@@ -23,10 +24,12 @@ def _summary(report: AuditReport) -> list[str]:
             f"#{newest.event_id}, signed {newest.created_at}"
         )
     else:
-        read = ", ".join(str(path) for path in report.files) or "none configured or given"
+        folder = checkpoint_folder()
+        read = ", ".join(str(path) for path in report.files) or (
+            f"none yet in {folder}" if folder else "AUDIT_CHECKPOINT_DIR is empty and no --checkpoints given"
+        )
         lines.append(
-            f"no signed checkpoint to check against (files read: {read}): events deleted from the end "
-            "of the chain would not show"
+            f"no signed checkpoint to check against ({read}): events deleted from the end of the chain would not show"
         )
     return lines
 

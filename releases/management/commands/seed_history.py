@@ -35,7 +35,7 @@ from releases.models import (
     Project,
     Release,
 )
-from releases.services.audit import canonical_json, seal_event
+from releases.services.audit import canonical_json, chain_keys, seal_event
 
 BATCH = 5000
 YEARS = 3
@@ -317,6 +317,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
             previous = head.last_hash
+            key = chain_keys()[0]
             events = []
             for offset, (action, object_type, object_id, release_id, at, data) in enumerate(planned, start=1):
                 event = AuditEvent(
@@ -329,7 +330,7 @@ class Command(BaseCommand):
                     data={**canonical_data(data), "seeded": True},
                     created_at=at,
                 )
-                seal_event(event, previous)
+                seal_event(event, previous, key)
                 previous = event.hash
                 events.append(event)
             AuditEvent.objects.bulk_create(events, batch_size=BATCH)
