@@ -56,6 +56,7 @@ def folder(tmp_path: Path, settings) -> Path:
 def test_one_signed_line_goes_to_the_folder_the_mail_and_the_witness(folder, witness, settings, mailoutbox, capsys):
     settings.AUDIT_CHECKPOINT_EMAILS = ["audit@example.org", "auditor@example.net"]
     settings.AUDIT_CHECKPOINT_WITNESS_URL = witness.url
+    settings.AUDIT_CHECKPOINT_WITNESS_TOKEN = "witness-token-0123456789"
     events = make_history(4)
 
     call_command("audit_checkpoint")
@@ -74,6 +75,8 @@ def test_one_signed_line_goes_to_the_folder_the_mail_and_the_witness(folder, wit
     assert mail.subject == f"[release console] audit checkpoint: event #{events[-1].pk}"
     assert line in mail.body.splitlines()
     assert witness.received == [json.loads(line)]
+    assert witness.server.headers[0]["Authorization"] == "Bearer witness-token-0123456789"
+    assert "witness-token" not in out
 
 
 @pytest.mark.django_db
