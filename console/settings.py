@@ -11,7 +11,11 @@ Two modes:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import fcntl
 import json
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +23,7 @@ from typing import Any
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from console.artifact_storage import artifact_storage
 from console.env import ImproperEnvironment, env_bool, env_int, env_list, env_str
@@ -32,18 +37,39 @@ if CONSOLE_MODE not in {"embedded", "production"}:
 PRODUCTION = CONSOLE_MODE == "production"
 
 
-def _embedded_secrets() -> dict[str, str]:
-    """Development secrets, generated once and kept beside the SQLite file."""
-    path = VAR_DIR / "embedded-secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    values = {
+def _new_embedded_secrets() -> dict[str, str]:
+    return {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "CONSOLE_TOKEN_KEYS": Fernet.generate_key().decode(),
+        "AUDIT_CHAIN_KEYS": secrets.token_urlsafe(32),
+        "AUDIT_CHECKPOINT_SIGNING_KEY": base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode(),
     }
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+
+
+def _embedded_secrets() -> dict[str, str]:
+    """Development secrets, generated once and kept beside the SQLite file.
+
+    A file written by an older version gains the secrets it lacks, and keeps
+    those it has: a new audit chain key would make every sealed event look
+    forged. Web server, worker and beat start together, so the file is
+    completed under a lock, by one of them.
+    """
+    path = VAR_DIR / "embedded-secrets.json"
+    wanted = _new_embedded_secrets().keys()
+    if path.exists():
+        values = dict(json.loads(path.read_text()))
+        if wanted <= values.keys():
+            return values
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with (VAR_DIR / "embedded-secrets.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        values = dict(json.loads(path.read_text())) if path.exists() else {}
+        values = {**_new_embedded_secrets(), **values}
+        partial = path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(json.dumps(values))
+        partial.replace(path)
     return values
 
 
@@ -62,6 +88,70 @@ SECRET_KEY = _secret("SECRET_KEY")
 CONSOLE_TOKEN_KEYS = [key.strip() for key in _secret("CONSOLE_TOKEN_KEYS").split(",") if key.strip()]
 if PRODUCTION and SECRET_KEY in CONSOLE_TOKEN_KEYS:
     raise ImproperEnvironment("CONSOLE_TOKEN_KEYS must not reuse SECRET_KEY")
+
+
+def _ed25519_key(name: str, value: str) -> str:
+    """An Ed25519 key as base64 of its 32 raw bytes, checked here so a bad one stops start-up."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ImproperEnvironment(f"{name} holds a value that is not an Ed25519 key (base64 of 32 bytes)")
+    return value
+
+
+# The audit trail (docs/audit.md). Each event is sealed with a keyed hash
+# (HMAC-SHA256) under the first key of AUDIT_CHAIN_KEYS; every key of the
+# ring verifies the events it sealed, so rotation puts a new key first and
+# keeps the old ones. The keys never go into the database: whoever can
+# rewrite the table cannot recompute a seal.
+AUDIT_CHAIN_KEYS = [key.strip() for key in _secret("AUDIT_CHAIN_KEYS").split(",") if key.strip()]
+if not AUDIT_CHAIN_KEYS:
+    raise ImproperEnvironment("AUDIT_CHAIN_KEYS must hold at least one key")
+if any(len(key) < 32 for key in AUDIT_CHAIN_KEYS):
+    raise ImproperEnvironment("each key in AUDIT_CHAIN_KEYS must be at least 32 characters (secrets.token_urlsafe(32))")
+if len(set(AUDIT_CHAIN_KEYS)) != len(AUDIT_CHAIN_KEYS):
+    raise ImproperEnvironment("AUDIT_CHAIN_KEYS lists the same key twice")
+if SECRET_KEY in AUDIT_CHAIN_KEYS or set(CONSOLE_TOKEN_KEYS) & set(AUDIT_CHAIN_KEYS):
+    raise ImproperEnvironment("AUDIT_CHAIN_KEYS must not reuse SECRET_KEY or a key of CONSOLE_TOKEN_KEYS")
+# Checkpoints of the chain head are signed with this Ed25519 private key
+# (base64 of its 32 raw bytes); verifiers need only its public key
+# (`manage.py audit_checkpoint --public-key`). Public keys of signing keys
+# used before a rotation go in AUDIT_CHECKPOINT_PUBLIC_KEYS, so that the
+# checkpoints they signed still count.
+AUDIT_CHECKPOINT_SIGNING_KEY = _ed25519_key("AUDIT_CHECKPOINT_SIGNING_KEY", _secret("AUDIT_CHECKPOINT_SIGNING_KEY"))
+if AUDIT_CHECKPOINT_SIGNING_KEY in {SECRET_KEY, *CONSOLE_TOKEN_KEYS, *AUDIT_CHAIN_KEYS}:
+    raise ImproperEnvironment("AUDIT_CHECKPOINT_SIGNING_KEY must not reuse another secret")
+AUDIT_CHECKPOINT_PUBLIC_KEYS = [
+    _ed25519_key("AUDIT_CHECKPOINT_PUBLIC_KEYS", key) for key in env_list("AUDIT_CHECKPOINT_PUBLIC_KEYS")
+]
+# Where signed checkpoints of the audit chain's head go, every
+# AUDIT_CHECKPOINT_INTERVAL seconds once the chain has grown: JSON lines
+# appended to a file in AUDIT_CHECKPOINT_DIR (empty: none), a mail to
+# AUDIT_CHECKPOINT_EMAILS, and/or a POST to AUDIT_CHECKPOINT_WITNESS_URL. In
+# production the folder is outside the console's var/ by default: mount
+# storage there that the database's administrators cannot rewrite.
+AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 3600, minimum=1)
+AUDIT_CHECKPOINT_DIR = env_str(
+    "AUDIT_CHECKPOINT_DIR",
+    "/var/lib/release-console/audit-checkpoints" if PRODUCTION else str(VAR_DIR / "audit-checkpoints"),
+)
+AUDIT_CHECKPOINT_EMAILS = env_list("AUDIT_CHECKPOINT_EMAILS")
+AUDIT_CHECKPOINT_WITNESS_URL = env_str("AUDIT_CHECKPOINT_WITNESS_URL")
+AUDIT_CHECKPOINT_WITNESS_TOKEN = env_str("AUDIT_CHECKPOINT_WITNESS_TOKEN")
+if AUDIT_CHECKPOINT_WITNESS_URL and not AUDIT_CHECKPOINT_WITNESS_URL.startswith(("https://", "http://")):
+    raise ImproperEnvironment("AUDIT_CHECKPOINT_WITNESS_URL must be an http or https URL")
+if PRODUCTION and not (AUDIT_CHECKPOINT_DIR or AUDIT_CHECKPOINT_EMAILS or AUDIT_CHECKPOINT_WITNESS_URL):
+    raise ImproperEnvironment(
+        "set at least one of AUDIT_CHECKPOINT_DIR, AUDIT_CHECKPOINT_EMAILS, AUDIT_CHECKPOINT_WITNESS_URL "
+        "when CONSOLE_MODE=production"
+    )
+# The upgrade that seals an existing chain refuses a chain that does not
+# verify. Set for one `migrate` to seal the events before the first broken
+# link and leave the rest unsealed, so that audit_verify goes on naming it.
+AUDIT_UPGRADE_ACCEPT_BROKEN_CHAIN = env_bool("AUDIT_UPGRADE_ACCEPT_BROKEN_CHAIN", default=False)
+
 
 DEBUG = env_bool("DEBUG", default=False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
@@ -300,6 +390,7 @@ CELERY_BEAT_SCHEDULE = {
     "credentials-age": {"task": "releases.tasks.credentials_age_check", "schedule": _DAY},
     "vulnerabilities-recheck": {"task": "releases.tasks.vulnerabilities_recheck", "schedule": _DAY},
     "downloads-fetch": {"task": "releases.tasks.downloads_fetch", "schedule": _DAY},
+    "audit-checkpoint": {"task": "releases.tasks.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL)},
 }
 
 LOGGING = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from releases.services import monitoring, scans
+from releases.services import audit_witnesses, monitoring, scans
 from releases.services.approvals import approvals_expire
 from releases.services.jobs import RUN_JOB
 from releases.services.pipeline import job_run
@@ -40,3 +40,8 @@ def credentials_age_check() -> None:
 @shared_task(name="releases.tasks.downloads_fetch")
 def downloads_fetch() -> None:
     monitoring.downloads_fetch_all()
+
+
+@shared_task(name="releases.tasks.audit_checkpoint")
+def audit_checkpoint() -> None:
+    audit_witnesses.audit_checkpoint_write()

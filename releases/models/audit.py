@@ -72,10 +72,13 @@ class AuditAction(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """An append-only, hash-chained record of something that happened.
+    """An append-only, hash-chained, sealed record of something that happened.
 
     ``hash`` is sha256 over ``previous_hash`` and the canonical JSON of this
-    event (``releases.services.audit``). Rows are never updated or deleted.
+    event; ``seal`` is HMAC-SHA256 of ``hash`` under the audit chain key
+    ``seal_key_id`` names, a key kept outside the database
+    (``releases.services.audit``). Rows are never updated or deleted: the
+    database refuses it (migration ``0012_audit_append_only``).
     """
 
     actor = models.ForeignKey(
@@ -93,6 +96,8 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField()
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    seal = models.CharField(max_length=64, blank=True, default="")
+    seal_key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["id"]
