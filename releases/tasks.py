@@ -8,6 +8,7 @@ from releases.services import monitoring, scans
 from releases.services.approvals import approvals_expire
 from releases.services.jobs import RUN_JOB, jobs_reap
 from releases.services.pipeline import job_run
+from releases.services.sign_in import failure_reports_flush as _failure_reports_flush
 from releases.services.webhooks import webhook_process
 
 
@@ -45,3 +46,8 @@ def credentials_age_check() -> None:
 @shared_task(name="releases.tasks.downloads_fetch")
 def downloads_fetch() -> None:
     monitoring.downloads_fetch_all()
+
+
+@shared_task(name="releases.tasks.failure_reports_flush")
+def failure_reports_flush() -> None:
+    _failure_reports_flush()

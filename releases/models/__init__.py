@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from releases.models.access import FailureTally
 from releases.models.audit import AuditChainHead, AuditEvent
 from releases.models.deployments import Approval, Deployment, DeploymentFile
 from releases.models.github import WebhookDelivery, WorkflowRun
@@ -23,6 +24,7 @@ __all__ = [
     "DeploymentFile",
     "DownloadCount",
     "Environment",
+    "FailureTally",
     "Job",
     "JobLogLine",
     "Project",
