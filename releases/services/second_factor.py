@@ -267,12 +267,13 @@ def second_factor_reset(user: User, *, actor: Actor, reason: str = "") -> int:
     with transaction.atomic(), _recorded_here():
         devices = list(devices_for_user(user, confirmed=None))
         for device in devices:
+            described = _device_data(user, device)
             device.delete()
             audit_record(
                 actor=actor,
                 action="second_factor.device_removed",
                 target=user,
-                data={**_device_data(user, device), "confirmed": device.confirmed, "reason": reason[:1000]},
+                data={**described, "confirmed": device.confirmed, "reason": reason[:1000]},
             )
         audit_record(
             actor=actor,
@@ -383,13 +384,14 @@ def _changed(user: User, action: str, device: Device, *, before: dict[str, objec
 
 def _remove(user: User, device: Device, *, how: str, address: str, before: dict[str, object] | None = None) -> None:
     before = before if before is not None else _inventory(user)
+    described = _device_data(user, device)  # before delete() clears the id
     device.delete()
     audit_record(
         actor=user,
         action="second_factor.device_removed",
         target=user,
         data={
-            **_device_data(user, device),
+            **described,
             "authorised_by": how,
             "address": address,
             "before": before,

@@ -108,6 +108,7 @@ def _context(request: HttpRequest) -> dict[str, object]:
     return {
         "devices": devices,
         "has_passkey": any(kind == "passkey" for _, kind in devices),
+        "has_app": any(kind == "authenticator app" for _, kind in devices),
         "recovery_codes_left": recovery_codes_left(user),
         "enrolled": second_factor_enrolled(user),
         "present": second_factor_present(user),
