@@ -24,15 +24,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from releases.models import Approval, AuditEvent, FailureTally
 from releases.services.second_factor import VERIFIED_AT_SESSION_KEY
 from releases.services.sign_in import failure_reports_flush
+from tests import test_approvals_views as approval_pages
 from tests.support.people import make_user
-from tests.test_approvals_views import (  # noqa: F401  (fixtures)
-    PASSWORD,
-    decide_data,
-    environments,
-    pending,
-    people,
-    verified_client,
-)
+from tests.test_approvals_views import PASSWORD, decide_data, verified_client
+
+# The approval pages' fixtures: two environments, four people, a pending push to PyPI.
+environments = approval_pages.environments
+people = approval_pages.people
+pending = approval_pages.pending
 
 LOGIN = "/accounts/login/"
 
@@ -147,7 +146,9 @@ def test_a_recovery_code_replaces_a_lost_phone_and_is_used_up(people, mailoutbox
     assert re.search(r"at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", bodies)
 
 
-def test_the_person_is_mailed_when_a_device_is_added_and_removed(people, mailoutbox, django_capture_on_commit_callbacks):
+def test_the_person_is_mailed_when_a_device_is_added_and_removed(
+    people, mailoutbox, django_capture_on_commit_callbacks
+):
     alice = people["approver"]
     client = Client(REMOTE_ADDR="192.0.2.20")
     client.force_login(alice)
@@ -169,7 +170,9 @@ def test_the_person_is_mailed_when_a_device_is_added_and_removed(people, mailout
     assert "was removed" in mailoutbox[1].body and "192.0.2.20" in mailoutbox[1].body
 
 
-def test_an_administrator_removing_a_device_in_the_admin_is_mailed(people, mailoutbox, django_capture_on_commit_callbacks):
+def test_an_administrator_removing_a_device_in_the_admin_is_mailed(
+    people, mailoutbox, django_capture_on_commit_callbacks
+):
     alice = people["approver"]
     verified_client(alice)
     device = TOTPDevice.objects.get(user=alice, confirmed=True)
