@@ -10,6 +10,7 @@ import re
 import statistics
 import time
 from base64 import b32decode
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -293,6 +294,12 @@ def _normalised(response, username: str) -> str:
     return html.replace(username, "USERNAME")
 
 
+def _timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
 def _timed_failure(username: str, address: str) -> tuple[float, object]:
     started = time.perf_counter()
     response = Client(REMOTE_ADDR=address).post(LOGIN, {"username": username, "password": "not the password"})
@@ -302,9 +309,7 @@ def _timed_failure(username: str, address: str) -> tuple[float, object]:
 @pytest.mark.django_db
 def test_unknown_and_known_usernames_get_the_same_answer_in_the_same_time():
     make_user("carol")
-    started = time.perf_counter()
-    make_password("not the password")
-    hashing = time.perf_counter() - started
+    hashing = statistics.median(_timed(lambda: make_password("not the password")) for _ in range(3))
 
     known = [_timed_failure("carol", f"203.0.113.{n}") for n in range(3)]
     unknown = [_timed_failure("nobody-here", f"198.51.100.{n}") for n in range(3)]
