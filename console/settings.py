@@ -17,6 +17,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -354,7 +355,9 @@ def _webauthn_origins(rp_id: str) -> list[str]:
     default = [f"https://{rp_id}"] if PRODUCTION else ["http://localhost:8000"]
     origins = env_list("WEBAUTHN_ORIGINS", default if rp_id else [])
     for origin in origins:
-        if not origin.startswith(("https://", "http://localhost")) or origin.rstrip("/") != origin:
+        parts = urlsplit(origin)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname == "localhost")
+        if not secure or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
             raise ImproperEnvironment(
                 f"WEBAUTHN_ORIGINS entry {origin!r}: use https://host[:port] (http://localhost:port on one machine), "
                 "without a path or a trailing slash"

@@ -28,6 +28,7 @@ from releases.services.sign_in import failure_reports_flush
 from tests import test_approvals_views as approval_pages
 from tests.support.people import make_user
 from tests.test_approvals_views import PASSWORD, decide_data, verified_client
+from tests.test_settings import run_manage
 
 # The approval pages' fixtures: two environments, four people, a pending push to PyPI.
 environments = approval_pages.environments
@@ -211,6 +212,26 @@ def test_an_approval_with_a_13_hour_old_verification_asks_again(pending, people)
     assert Approval.objects.get(deployment=pending).second_factor is True
 
 
+def test_new_recovery_codes_replace_the_old_ones_in_a_verified_session(pending, people):
+    alice = people["approver"]
+    verified_client(alice)
+    old_codes = recovery_codes(alice)
+    client = signed_in_with_password("alice")
+    assert client.post(reverse("releases:second_factor_verify"), {"token": old_codes[0]}).status_code == 302
+
+    page = client.post(reverse("releases:recovery_codes_new"))
+
+    assert page.status_code == 200
+    shown = re.findall(r"<li><code>(\w+)</code></li>", page.content.decode())
+    assert sorted(shown) == sorted(recovery_codes(alice)) and not set(shown) & set(old_codes)
+    event = AuditEvent.objects.get(action="second_factor.recovery_codes_replaced")
+    assert event.data["before"]["recovery_codes"] == len(old_codes) - 1
+    assert event.data["after"]["recovery_codes"] == len(shown)
+    # Verified with a recovery code, the session stays verified once the codes change.
+    html = client.get(reverse("releases:approval", args=[pending.pk])).content.decode()
+    assert 'value="approve"' in html
+
+
 def test_failed_second_factor_codes_are_audited_at_most_once_a_minute_with_a_count(people):
     alice = people["approver"]
     verified_client(alice)
@@ -346,3 +367,18 @@ def test_a_wrong_code_gets_the_same_answer_whatever_second_factor_the_person_has
     assert [a.status_code for a in answers] == [400, 400]
     for answer in answers:
         assert "That code does not match." in answer.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WEBAUTHN_ORIGINS", "http://127.0.0.1:8000", "WEBAUTHN_ORIGINS entry 'http://127.0.0.1:8000'"),
+        ("WEBAUTHN_ORIGINS", "https://console.example.org/approvals", "without a path"),
+        ("CLIENT_ADDRESS_HEADER", "X-Forwarded-For: 1.2.3.4", "is not a header name"),
+        ("SECOND_FACTOR_MAX_AGE_HOURS", "0", "below the minimum of 1"),
+    ],
+)
+def test_a_bad_second_factor_or_address_setting_stops_start_up_with_its_name(variable, value, message):
+    result = run_manage({variable: value}, "check")
+    assert result.returncode != 0
+    assert message in result.stderr

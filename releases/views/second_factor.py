@@ -126,11 +126,11 @@ def second_factor(request: HttpRequest) -> HttpResponse:
     return _enrol_page(request)
 
 
-def _enrol_page(request: HttpRequest, *, error: str = "", status: int = 200) -> HttpResponse:
+def _enrol_page(request: HttpRequest, *, error: str = "", status: int = 200, re_enrol: bool = False) -> HttpResponse:
     user = _user(request)
     context = _context(request)
     context["error"] = error
-    context["re_enrol"] = request.GET.get("again") == "1" or bool(error)
+    context["re_enrol"] = re_enrol or request.GET.get("again") == "1"
     if not context["enrolled"] or context["re_enrol"]:
         device = second_factor_pending_device(user)
         # The QR code is made here from our own data, never from input.
@@ -147,9 +147,9 @@ def second_factor_confirm_view(request: HttpRequest) -> HttpResponse:
     try:
         device, codes = second_factor_confirm(user, request.POST.get("token", ""), **_proof(request))
     except SecondFactorChangeRefused as exc:
-        return _enrol_page(request, error=str(exc), status=403)
+        return _enrol_page(request, error=str(exc), status=403, re_enrol=True)
     except SecondFactorError as exc:
-        return _enrol_page(request, error=str(exc), status=400)
+        return _enrol_page(request, error=str(exc), status=400, re_enrol=True)
     # The person has just shown a code from this device.
     second_factor_login(request, device)
     if not codes:
