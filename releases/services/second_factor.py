@@ -46,6 +46,12 @@ TOTP_NAME = "Authenticator app"
 RECOVERY_NAME = "Recovery codes"
 PASSKEY_NAME = "Passkey"
 VERIFIED_AT_SESSION_KEY = "second_factor_verified_at"
+# Audit actions (with SECOND_FACTOR_FAILED in releases.services.sign_in).
+ENROLLED = "second_factor.enrolled"
+DEVICE_REMOVED = "second_factor.device_removed"
+RECOVERY_CODES_REPLACED = "second_factor.recovery_codes_replaced"
+CHANGE_REFUSED = "second_factor.change_refused"
+RESET = "second_factor.reset"
 # The devices that verify a session, besides recovery codes.
 FACTOR_MODELS: tuple[type[Device], ...] = (TOTPDevice, WebAuthnCredential)
 KINDS = {TOTPDevice: "authenticator app", WebAuthnCredential: "passkey", StaticDevice: "recovery codes"}
@@ -169,7 +175,7 @@ def second_factor_confirm(
                 _remove(user, old, how=how, address=address)
             if recovery_codes_left(user) == 0:
                 codes = _new_recovery_codes(user)
-            _changed(user, "second_factor.enrolled", device, before=before, how=how, address=address)
+            _changed(user, ENROLLED, device, before=before, how=how, address=address)
     if how is None:
         raise SecondFactorChangeRefused(_blocked_message(user))
     return device, codes
@@ -203,7 +209,7 @@ def passkey_add(user: User, register: Callable[[], Device], *, session_verified:
             if not device.name:
                 device.name = f"{PASSKEY_NAME} added {timezone.now():%Y-%m-%d %H:%M} UTC"
                 device.save(update_fields=["name"])
-            _changed(user, "second_factor.enrolled", device, before=before, how=how, address=address)
+            _changed(user, ENROLLED, device, before=before, how=how, address=address)
             return device
         _refused(user, change="add passkey", before=before, address=address)
     raise SecondFactorChangeRefused(_blocked_message(user))
@@ -249,7 +255,7 @@ def recovery_codes_replace(
         else:
             codes = _new_recovery_codes(user)
             static = StaticDevice.objects.get(user=user)
-            _changed(user, "second_factor.recovery_codes_replaced", static, before=before, how=how, address=address)
+            _changed(user, RECOVERY_CODES_REPLACED, static, before=before, how=how, address=address)
     if how is None:
         raise SecondFactorChangeRefused(_blocked_message(user))
     return codes
@@ -271,13 +277,13 @@ def second_factor_reset(user: User, *, actor: Actor, reason: str = "") -> int:
             device.delete()
             audit_record(
                 actor=actor,
-                action="second_factor.device_removed",
+                action=DEVICE_REMOVED,
                 target=user,
                 data={**described, "confirmed": device.confirmed, "reason": reason[:1000]},
             )
         audit_record(
             actor=actor,
-            action="second_factor.reset",
+            action=RESET,
             target=user,
             data={"user": user.get_username(), "devices": len(devices), "reason": reason[:1000]},
         )
@@ -295,7 +301,7 @@ def second_factor_changed_elsewhere(device: Device, *, added: bool) -> None:
     user = device.user
     audit_record(
         actor=None,
-        action="second_factor.enrolled" if added else "second_factor.device_removed",
+        action=ENROLLED if added else DEVICE_REMOVED,
         target=user,
         data={**_device_data(user, device), "confirmed": device.confirmed, "outside_the_console_pages": True},
     )
@@ -356,7 +362,7 @@ def _device_data(user: User, device: Device) -> dict[str, object]:
 def _refused(user: User, *, change: str, before: dict[str, object], address: str) -> None:
     audit_record(
         actor=user,
-        action="second_factor.change_refused",
+        action=CHANGE_REFUSED,
         target=user,
         data={"user": user.get_username(), "change": change, "devices": before, "address": address},
     )
@@ -375,7 +381,7 @@ def _changed(user: User, action: str, device: Device, *, before: dict[str, objec
             "after": _inventory(user),
         },
     )
-    if action == "second_factor.recovery_codes_replaced":
+    if action == RECOVERY_CODES_REPLACED:
         what = "new recovery codes were made (the old ones no longer work)"
     else:
         what = f"a {device_kind(device)} {device.name!r} was added"
@@ -388,7 +394,7 @@ def _remove(user: User, device: Device, *, how: str, address: str, before: dict[
     device.delete()
     audit_record(
         actor=user,
-        action="second_factor.device_removed",
+        action=DEVICE_REMOVED,
         target=user,
         data={
             **described,
