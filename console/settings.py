@@ -16,10 +16,12 @@ import binascii
 import fcntl
 import json
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -170,6 +172,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "releases",
 ]
 
@@ -242,18 +245,23 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed attempts
-# for one username from one address, that pair is locked out for
-# AXES_COOLOFF_MINUTES. Each failure is also written to the audit trail.
+# Sign-in throttling (django-axes): failed attempts are counted per username
+# (whatever the address) and per address (whatever the username); when
+# either count reaches AXES_FAILURE_LIMIT, that username, or that address,
+# is locked out for AXES_COOLOFF_MINUTES. A success clears only its own
+# username-and-address pair (releases/services/sign_in.py): axes' own reset
+# would clear every failure from the address, letting anyone with a valid
+# account wipe the count of the usernames they tried from it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "releases.client_address.client_address"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
@@ -391,6 +399,7 @@ CELERY_BEAT_SCHEDULE = {
     "vulnerabilities-recheck": {"task": "releases.tasks.vulnerabilities_recheck", "schedule": _DAY},
     "downloads-fetch": {"task": "releases.tasks.downloads_fetch", "schedule": _DAY},
     "audit-checkpoint": {"task": "releases.tasks.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL)},
+    "failure-reports-flush": {"task": "releases.tasks.failure_reports_flush", "schedule": 60.0},
 }
 
 LOGGING = {
@@ -436,6 +445,49 @@ CONSOLE_URL = env_str("CONSOLE_URL", "http://127.0.0.1:8000")
 # without the approvals an environment requires. When on, an
 # administrator may bypass them, and every bypass is audited.
 APPROVALS_ADMIN_BYPASS = env_bool("APPROVALS_ADMIN_BYPASS", default=False)
-# Second factor: TOTP devices (authenticator apps) and recovery codes.
+# Second factor: TOTP devices (authenticator apps), passkeys (WebAuthn) and
+# recovery codes. A session's verification counts for
+# SECOND_FACTOR_MAX_AGE_HOURS, then approvals and device changes ask again.
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Release console")
 OTP_STATIC_RECOVERY_CODES = env_int("OTP_STATIC_RECOVERY_CODES", 10, minimum=1)
+SECOND_FACTOR_MAX_AGE_HOURS = env_int("SECOND_FACTOR_MAX_AGE_HOURS", 12, minimum=1)
+
+
+def _webauthn_origins(rp_id: str) -> list[str]:
+    """Where passkeys may be used from: WEBAUTHN_ORIGINS, else the relying
+    party's own https origin (http://localhost:8000 in embedded mode)."""
+    default = [f"https://{rp_id}"] if PRODUCTION else ["http://localhost:8000"]
+    origins = env_list("WEBAUTHN_ORIGINS", default if rp_id else [])
+    for origin in origins:
+        parts = urlsplit(origin)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname == "localhost")
+        if not secure or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
+            raise ImproperEnvironment(
+                f"WEBAUTHN_ORIGINS entry {origin!r}: use https://host[:port] (http://localhost:port on one machine), "
+                "without a path or a trailing slash"
+            )
+    return origins
+
+
+# Passkeys (django-otp-webauthn) are bound to a relying party id, a domain
+# (never an IP address), and answer only pages on the allowed origins. In
+# production the id defaults to the first ALLOWED_HOSTS name.
+WEBAUTHN_RP_ID = env_str(
+    "WEBAUTHN_RP_ID", ALLOWED_HOSTS[0].lstrip(".") if PRODUCTION and ALLOWED_HOSTS else "localhost"
+)
+OTP_WEBAUTHN_RP_ID = WEBAUTHN_RP_ID
+OTP_WEBAUTHN_RP_NAME = OTP_TOTP_ISSUER
+OTP_WEBAUTHN_ALLOWED_ORIGINS = _webauthn_origins(WEBAUTHN_RP_ID)
+# A passkey is a second factor here, never a way to sign in without the password.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+
+# The client's address, for throttling, audit events and device-change mails:
+# REMOTE_ADDR, unless the console sits behind CLIENT_ADDRESS_PROXIES reverse
+# proxies that each append to CLIENT_ADDRESS_HEADER (X-Forwarded-For).
+CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "").strip()
+if CLIENT_ADDRESS_HEADER and not re.fullmatch(r"[A-Za-z0-9-]+", CLIENT_ADDRESS_HEADER):
+    raise ImproperEnvironment(f"CLIENT_ADDRESS_HEADER={CLIENT_ADDRESS_HEADER!r} is not a header name (X-Forwarded-For)")
+CLIENT_ADDRESS_PROXIES = env_int("CLIENT_ADDRESS_PROXIES", 1, minimum=1)
+# Repeated failures (sign-in, second factor) for one username from one
+# address write at most one audit event per this many seconds, with a count.
+FAILURE_AUDIT_INTERVAL = env_int("FAILURE_AUDIT_INTERVAL_SECONDS", 60, minimum=1)

@@ -9,6 +9,7 @@ from releases.services.approvals import approvals_expire
 from releases.services.jobs import RUN_JOB
 from releases.services.pipeline import job_run
 from releases.services.reaper import jobs_reap
+from releases.services.sign_in import failure_reports_flush as _failure_reports_flush
 
 
 @shared_task(bind=True, name=RUN_JOB)
@@ -45,3 +46,8 @@ def downloads_fetch() -> None:
 @shared_task(name="releases.tasks.audit_checkpoint")
 def audit_checkpoint() -> None:
     audit_witnesses.audit_checkpoint_write()
+
+
+@shared_task(name="releases.tasks.failure_reports_flush")
+def failure_reports_flush() -> None:
+    _failure_reports_flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from releases.models.access import FailureTally
 from releases.models.audit import AuditAction, AuditChainHead, AuditEvent
 from releases.models.deployments import (
     APPROVE_PERMISSION,
@@ -35,6 +36,7 @@ __all__ = [
     "DeploymentFile",
     "DownloadCount",
     "Environment",
+    "FailureTally",
     "Job",
     "JobLogLine",
     "Project",

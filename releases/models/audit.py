@@ -65,6 +65,8 @@ class AuditAction(models.TextChoices):
     SECOND_FACTOR_FAILED = "second_factor.failed", "Second factor failed"
     SECOND_FACTOR_RESET = "second_factor.reset", "Second factor reset"
     SECOND_FACTOR_DEVICE_REMOVED = "second_factor.device_removed", "Second factor device removed"
+    SECOND_FACTOR_RECOVERY_CODES_REPLACED = "second_factor.recovery_codes_replaced", "Recovery codes replaced"
+    SECOND_FACTOR_CHANGE_REFUSED = "second_factor.change_refused", "Second factor change refused"
     LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
 
     WORKFLOW_DISPATCHED = "workflow.dispatched", "Workflow dispatched"

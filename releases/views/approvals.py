@@ -22,6 +22,7 @@ from releases.services.approvals import (
 )
 from releases.services.deployments import requester_may_cancel
 from releases.services.second_factor import second_factor_enrolled
+from releases.views.second_factor import second_factor_fresh
 
 
 def _user(request: HttpRequest) -> User:
@@ -30,8 +31,8 @@ def _user(request: HttpRequest) -> User:
 
 
 def _verified(request: HttpRequest) -> bool:
-    # OTPMiddleware sets is_verified() on the request's user.
-    return bool(getattr(request.user, "is_verified", lambda: False)())
+    # Verified with a second factor that still exists, within SECOND_FACTOR_MAX_AGE_HOURS.
+    return second_factor_fresh(request)
 
 
 def _deployment(deployment_id: int) -> Deployment:

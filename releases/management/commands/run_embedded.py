@@ -52,6 +52,8 @@ class Command(BaseCommand):
             children.append(index.process)
             self.seed_environments(index)
             env = dict(os.environ)
+            # Passkeys answer only the origin they were made on; browsers allow http for localhost alone.
+            env.setdefault("WEBAUTHN_ORIGINS", f"http://localhost:{options['port']}")
             here = settings.BASE_DIR
             manage = [sys.executable, "-m", "celery", "-A", "console"]
             children.append(
@@ -83,7 +85,9 @@ class Command(BaseCommand):
                 )
             )
             self.stdout.write(
-                self.style.SUCCESS(f"Release console on http://127.0.0.1:{options['port']}/  (Ctrl-C stops)")
+                self.style.SUCCESS(
+                    f"Release console on http://localhost:{options['port']}/ (passkeys need this name)  (Ctrl-C stops)"
+                )
             )
             wait_for_any(children)
         except KeyboardInterrupt:
