@@ -221,10 +221,10 @@ def test_a_failed_check_is_shown_with_its_reason_on_the_summary_page(project, sa
 
 
 def test_supply_pages_need_a_signed_in_user_and_answer_404_for_unknown_rows(client, admin_client):
-    assert client.get("/releases/1/sbom/").status_code == 302
+    assert client.get("/projects/nothing/releases/1.0/sbom/").status_code == 302
     assert client.get("/deployments/1/summary.md").status_code == 302
-    assert admin_client.get("/releases/999999/sbom/").status_code == 404
-    assert admin_client.get("/releases/999999/sbom.json").status_code == 404
+    assert admin_client.get("/projects/nothing/releases/1.0/sbom/").status_code == 404
+    assert admin_client.get("/projects/nothing/releases/1.0/sbom.json").status_code == 404
     assert admin_client.get("/deployments/999999/summary/").status_code == 404
 
 
