@@ -25,9 +25,9 @@ urlpatterns: list[URLPattern] = [
     path("projects/<str:name>/releases/<str:version>/", release_pages.release_detail, name="release"),
     path("projects/<str:name>/releases/<str:version>/live/", release_pages.release_live, name="release_live"),
     path(
-        "projects/<str:name>/releases/<str:version>/deploy/<slug:environment>/",
-        release_pages.release_deploy,
-        name="release_deploy",
+        "projects/<str:name>/releases/<str:version>/publish/<slug:environment>/",
+        release_pages.release_publish,
+        name="release_publish",
     ),
     path("jobs/<int:job_id>/log/", release_pages.job_log, name="job_log"),
     path("artifacts/<int:artifact_id>/<str:filename>", release_pages.artifact_download, name="artifact_download"),

@@ -177,7 +177,7 @@ def test_viewer_sees_no_publish_button_and_a_crafted_post_is_refused(page, live_
     # The form is not there, so forge the request, with a valid CSRF token.
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     response = page.request.post(
-        f"{base}/projects/sample-pkg/releases/2.0.0/deploy/test-pypi/",
+        f"{base}/projects/sample-pkg/releases/2.0.0/publish/test-pypi/",
         headers={"X-CSRFToken": token, "Referer": base + "/"},
     )
     assert response.status == 403
