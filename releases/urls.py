@@ -7,6 +7,7 @@ from releases.views import (
     audit,
     dashboard,
     history,
+    project_forms,
     projects,
     refs,
     release_pages,
@@ -20,6 +21,9 @@ app_name = "releases"
 urlpatterns: list[URLPattern] = [
     path("", dashboard.dashboard, name="dashboard"),
     path("history/", history.history, name="history"),
+    # "+" is in no project name: these two never shadow a project's page.
+    path("projects/+add/", project_forms.project_add, name="project_add"),
+    path("projects/<str:name>/+edit/", project_forms.project_edit, name="project_edit"),
     path("projects/<str:name>/", projects.project_detail, name="project"),
     path("projects/<str:name>/releases/", projects.project_release_create, name="release_create"),
     path("projects/<str:name>/releases/<str:version>/", release_pages.release_detail, name="release"),
@@ -35,6 +39,7 @@ urlpatterns: list[URLPattern] = [
     path("webhooks/github/<str:project_name>/", webhooks.github_webhook, name="github_webhook"),
     path("approvals/", approvals.awaiting, name="approvals"),
     path("deployments/<int:deployment_id>/approval/", approvals.approval, name="approval"),
+    path("deployments/<int:deployment_id>/approval/live/", approvals.approval_live, name="approval_live"),
     path("deployments/<int:deployment_id>/approval/decide/", approvals.approval_decide, name="approval_decide"),
     path("deployments/<int:deployment_id>/approval/cancel/", approvals.approval_cancel_view, name="approval_cancel"),
     path("audit/", audit.audit, name="audit"),

@@ -60,7 +60,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     page.get_by_role("link", name=f"{project.name} 1.0.0").click()
     for artifact in release.artifacts.all():
         expect(page.locator("table.files")).to_contain_text(artifact.sha256)
-    page.get_by_role("link", name="Verify your one-time password").click()
+    page.get_by_role("link", name="Verify your second factor").click()
     code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
     page.get_by_label("Code from your app, or a recovery code").fill(f"{code:06d}")
     page.get_by_role("button", name="Verify").click()

@@ -89,7 +89,7 @@ def test_an_approver_enrols_a_passkey_and_approves_a_push_with_it(
     page.goto(f"{base}/approvals/")
     page.get_by_role("link", name=f"{project.name} 1.0.0").click()
     expect(page.get_by_role("button", name="Approve these files")).to_have_count(0)
-    page.get_by_role("link", name="Verify your one-time password").click()
+    page.get_by_role("link", name="Verify your second factor").click()
     page.get_by_role("button", name="Verify with a passkey").click()
     page.get_by_label("Comment").fill("Verified with a passkey.")
     page.screenshot(path=str(SCREENSHOTS / "approval-passkey.png"), full_page=True)

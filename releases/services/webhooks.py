@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from releases.models import Deployment, Job, Project, Release, WebhookDelivery
 from releases.selectors.lookups import environment_first_automatic
@@ -31,7 +30,7 @@ from releases.services.jobs import job_create
 from releases.services.lifecycle import transition
 from releases.services.releases import release_create
 from releases.services.workflow_runs import workflow_run_from_webhook
-from releases.validators import clean_ref, clean_version
+from releases.validators import clean_ref, clean_version, version_from_tag
 
 State = WebhookDelivery.State
 Outcome = WebhookDelivery.Outcome
@@ -82,11 +81,7 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def tag_version(tag: str) -> str:
     """The normalized PEP 440 version a tag names (``v1.2.0`` → ``1.2.0``)."""
-    raw = tag[1:] if tag[:1] in ("v", "V") else tag
-    try:
-        return clean_version(str(Version(raw)))
-    except InvalidVersion:
-        raise ValidationError(f"The tag {tag!r} does not name a PEP 440 version (for example v1.2.0).") from None
+    return clean_version(version_from_tag(tag))
 
 
 def webhook_receive(request: Request) -> WebhookDelivery:
