@@ -28,8 +28,11 @@ run: install
 
 # The whole suite against PostgreSQL and Redis on localhost, with ruff and mypy.
 # Long benchmark and chaos runs are left to `make chaos`; the short forms run here.
-# pytest's exit code 5 (no tests collected) is a failure here.
+# pytest's exit code 5 (no tests collected) is a failure here. A machine
+# without a program the tests need (a browser, bubblewrap...) stops first,
+# with the command that installs it (tests/support/tools.py).
 test: install lint
+	$(BIN)/python -m tests.support.tools
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
