@@ -1,57 +1,32 @@
 """The embedded default's broker (console/broker.py): messages are whole
-files, and a waiting worker takes one as soon as it lands."""
+files that carry a job's id and outlast a worker, and a waiting worker takes
+one as soon as it lands."""
 
 from __future__ import annotations
 
+import base64
+import json
 import multiprocessing
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
 import pytest
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu import Connection, Consumer, Queue
+
+from releases.management.commands.run_embedded import worker_command
+from tests.support.embedded import ROOT, embedded_env, embedded_manage
+from tests.support.filesystem_broker import connect, jobs_queue, options, publish
 
 # Far longer than any wait asserted below: a delivery in time is a wake-up, not a poll.
 SLOW_POLL = 30.0
-
-
-def options(root: Path, **extra: Any) -> dict[str, Any]:
-    folders = {name: root / name for name in ("queue", "staging", "control")}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(folders["queue"]),
-        "data_folder_out": str(folders["queue"]),
-        "staging_folder": str(folders["staging"]),
-        "control_folder": str(folders["control"]),
-        "store_processed": False,
-        **extra,
-    }
-
-
-def connect(root: Path, **extra: Any) -> Connection:
-    return Connection("filesystem://", transport="console.broker:Transport", transport_options=options(root, **extra))
-
-
-def jobs_queue(root: Path) -> Queue:
-    # kombu keeps the bindings it declared for the whole process, whatever
-    # the folder: each test's queue has a name of its own.
-    name = f"jobs-{root.parent.name}"
-    return Queue(name, Exchange(name, type="direct"), routing_key=name)
-
-
-def publish(root: Path, bodies: list[dict[str, int]], pause: float = 0.0) -> None:
-    queue = jobs_queue(root)
-    with connect(root) as connection:
-        producer = Producer(connection.default_channel)
-        for body in bodies:
-            producer.publish(
-                body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue], serializer="json"
-            )
-            time.sleep(pause)
 
 
 @pytest.fixture
@@ -133,3 +108,96 @@ def test_a_wait_with_nothing_to_deliver_ends_at_its_timeout(jobs, consumer_conne
         with pytest.raises(TimeoutError):
             consumer_connection.drain_events(timeout=0.3)
     assert 0.3 <= time.monotonic() - started < 2
+
+
+class EmbeddedWorker:
+    """The worker as ``make run`` starts it, on a var folder of the test's own."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        self.log_path = var_dir.parent / "worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process = subprocess.Popen(
+            worker_command(),
+            cwd=ROOT,
+            env=embedded_env(self.var_dir),
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while b" ready." not in self.log_path.read_bytes()[offset:]:
+            assert self.process.poll() is None and time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+def job_row(var_dir: Path, release_version: str) -> sqlite3.Row:
+    with closing(sqlite3.connect(var_dir / "console.sqlite3")) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute(
+            "SELECT job.* FROM releases_job job JOIN releases_release release ON release.id = job.release_id"
+            " WHERE release.version = ?",
+            (release_version,),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def claimed_row(var_dir: Path, version: str, within: float) -> sqlite3.Row:
+    deadline = time.monotonic() + within
+    while (row := job_row(var_dir, version))["started_at"] is None:
+        assert time.monotonic() < deadline, f"job of {version} not claimed within {within} s"
+        time.sleep(0.02)
+    return row
+
+
+@pytest.fixture
+def embedded_worker(tmp_path: Path) -> Iterator[EmbeddedWorker]:
+    var_dir = tmp_path / "var"
+    assert embedded_manage(var_dir, "migrate").returncode == 0
+    # The build fails at once (no such source): what is measured is the claim.
+    added = embedded_manage(var_dir, "project_add", "pkg", "--source", str(tmp_path / "no-such-source"))
+    assert added.returncode == 0, added.stderr
+    worker = EmbeddedWorker(var_dir)
+    yield worker
+    worker.stop()
+
+
+def test_a_job_queued_while_the_worker_restarts_waits_on_disk_as_its_id_alone_and_runs_when_it_is_back(
+    embedded_worker,
+):
+    var_dir = embedded_worker.var_dir
+    embedded_worker.start()
+    embedded_worker.stop()
+
+    created = embedded_manage(var_dir, "release_create", "pkg", "1.0.0", "--ref", "main")
+    assert created.returncode == 0, created.stderr
+    (message,) = (var_dir / "broker" / "queue").iterdir()
+    envelope = json.loads(message.read_text())
+    args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+    assert envelope["headers"]["task"] == "releases.tasks.run_job"
+    assert (args, kwargs) == ([job_row(var_dir, "1.0.0")["id"]], {})
+
+    embedded_worker.start()
+    claimed_row(var_dir, "1.0.0", within=30)
+    assert not any((var_dir / "broker" / "queue").iterdir())
+
+
+def test_a_running_worker_claims_each_job_at_once(embedded_worker):
+    """kombu's own transport left each job waiting for a poll: half a second on average, up to one."""
+    var_dir = embedded_worker.var_dir
+    embedded_worker.start()
+    waits = []
+    for n in range(3):
+        created = embedded_manage(var_dir, "release_create", "pkg", f"2.{n}.0", "--ref", "main")
+        assert created.returncode == 0, created.stderr
+        row = claimed_row(var_dir, f"2.{n}.0", within=10)
+        waits.append(datetime.fromisoformat(row["started_at"]) - datetime.fromisoformat(row["queued_at"]))
+    assert max(wait.total_seconds() for wait in waits) < 0.3, waits
