@@ -172,4 +172,3 @@ def test_publish_to_an_unknown_environment_names_the_known_ones(committed_projec
     result = manage("publish", "sample-pkg", "1.0.0", "--to", "nowhere")
     assert result.returncode != 0
     assert "There is no environment named 'nowhere' (known: test-pypi)" in result.stderr
-
