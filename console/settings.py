@@ -259,7 +259,7 @@ else:
     # message whole (a rename) and wakes the worker when one lands (inotify),
     # so a job is claimed within milliseconds at no idle cost. Measured with
     # `python -m bench.claims`: see docs/performance.md.
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"  # a host named, or kombu warns on every start
     CELERY_BROKER_TRANSPORT = "console.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
