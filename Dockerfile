@@ -12,8 +12,12 @@ COPY . .
 RUN python -m compileall -q console releases manage.py
 ENV CONSOLE_MODE=production PYTHONUNBUFFERED=1
 RUN SECRET_KEY=build CONSOLE_TOKEN_KEYS=$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') \
+    AUDIT_CHAIN_KEYS=$(python -c 'import secrets; print(secrets.token_urlsafe(32))') \
+    AUDIT_CHECKPOINT_SIGNING_KEY=$(python -c 'import base64; from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as K; print(base64.b64encode(K.generate().private_bytes_raw()).decode())') \
     DATABASE_URL=sqlite:////tmp/build.sqlite3 REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
+# Audit checkpoints are appended here (a volume); the console's user must own it.
+RUN mkdir -p /var/lib/release-console/audit-checkpoints && chown console /var/lib/release-console/audit-checkpoints
 USER console
 EXPOSE 8000
 CMD ["gunicorn", "console.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -44,6 +44,7 @@ lint: install
 	$(BIN)/ruff check releases console tests bench
 	$(BIN)/ruff format --check releases console tests bench
 	$(BIN)/mypy releases console
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Faults mid-release (SIGKILLed workers, Redis and PostgreSQL restarts), each on
@@ -67,6 +68,8 @@ check-deploy: install
 	CONSOLE_MODE=production DATABASE_URL=postgres://localhost/console REDIS_URL=redis://localhost:6379/0 \
 	SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
 	CONSOLE_TOKEN_KEYS=$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') \
+	AUDIT_CHAIN_KEYS=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))') \
+	AUDIT_CHECKPOINT_SIGNING_KEY=$$($(BIN)/python -c 'import base64; from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as K; print(base64.b64encode(K.generate().private_bytes_raw()).decode())') \
 	ALLOWED_HOSTS=console.example.org $(BIN)/python manage.py check --deploy --fail-level WARNING
 
 lock: | $(BIN)/python

@@ -4,7 +4,7 @@ release page's log tail stays fast while a job writes.
 A command prints 200,000 lines, doing a fixed amount of work for each (as a
 compiler or a test runner does). It runs twice:
 
-1. through ``releases.pipeline.runner.run`` inside a real ``JobContext``:
+1. through ``releases.steps.runner.run`` inside a real job workspace:
    every line redacted, queued, and stored in batches by the log thread;
    timed until the last line is in the database;
 2. the same command with its output sent to /dev/null.
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         from django.db import connection
 
         from releases.models import Job, JobLogLine, Project, Release
-        from releases.pipeline import runner
-        from releases.pipeline.context import JobContext
+        from releases.services.job_log import workspace_close, workspace_open
         from releases.services.jobs import job_claim
+        from releases.steps import runner
 
         script = tmp / "noisy.py"
         script.write_text(SCRIPT)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             connection.close()
             prober = multiprocessing.get_context("fork").Process(target=tail_prober, args=(job.pk, stop, results))
             prober.start()
-            ctx = JobContext.open(job, claim)
+            ctx = workspace_open(job, claim)
             cpu_before = time.process_time()
             backend = BackendClock(os.environ["DATABASE_URL"])
             backend.start()
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             runner.run(ctx, argv_, show=["python", "noisy.py"])
             returned.append(clock.seconds())
             command_cpu["log"].append(children_cpu() - before)
-            ctx.close()
+            workspace_close(ctx)
             ingested.append(clock.seconds())
             backend_seconds = backend.seconds()
             cpu.append(time.process_time() - cpu_before - backend.own_cpu)

@@ -109,7 +109,7 @@ def manual_round(repo, account, version: str, workdir: Path) -> dict[str, float]
 
 def uv_round(repo, account, version: str, workdir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The fastest way by hand: uv for every step, each timed."""
-    from releases.pipeline.tools import uv_bin
+    from releases.steps.tools import uv_bin
 
     repo.commit_version(version, tag=f"v{version}")
     uv = uv_bin()

@@ -8,6 +8,8 @@ with a silent default.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
+from urllib.parse import urlsplit
 
 
 class ImproperEnvironment(ValueError):
@@ -48,3 +50,24 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: Collection[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ImproperEnvironment(f"{name}={raw!r}: use one of {', '.join(sorted(choices))}")
+    return value
+
+
+def env_url(name: str, default: str = "") -> str:
+    """An http or https address with a host, or the default when unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    parsed = urlsplit(raw.strip())
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise ImproperEnvironment(f"{name}={raw!r} is not an http or https address")
+    return raw.strip()

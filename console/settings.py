@@ -11,15 +11,23 @@ Two modes:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import fcntl
 import json
+import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from console.artifact_storage import artifact_storage
 from console.env import ImproperEnvironment, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,18 +39,39 @@ if CONSOLE_MODE not in {"embedded", "production"}:
 PRODUCTION = CONSOLE_MODE == "production"
 
 
-def _embedded_secrets() -> dict[str, str]:
-    """Development secrets, generated once and kept beside the SQLite file."""
-    path = VAR_DIR / "embedded-secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    values = {
+def _new_embedded_secrets() -> dict[str, str]:
+    return {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "CONSOLE_TOKEN_KEYS": Fernet.generate_key().decode(),
+        "AUDIT_CHAIN_KEYS": secrets.token_urlsafe(32),
+        "AUDIT_CHECKPOINT_SIGNING_KEY": base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode(),
     }
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+
+
+def _embedded_secrets() -> dict[str, str]:
+    """Development secrets, generated once and kept beside the SQLite file.
+
+    A file written by an older version gains the secrets it lacks, and keeps
+    those it has: a new audit chain key would make every sealed event look
+    forged. Web server, worker and beat start together, so the file is
+    completed under a lock, by one of them.
+    """
+    path = VAR_DIR / "embedded-secrets.json"
+    wanted = _new_embedded_secrets().keys()
+    if path.exists():
+        values = dict(json.loads(path.read_text()))
+        if wanted <= values.keys():
+            return values
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with (VAR_DIR / "embedded-secrets.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        values = dict(json.loads(path.read_text())) if path.exists() else {}
+        values = {**_new_embedded_secrets(), **values}
+        partial = path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(json.dumps(values))
+        partial.replace(path)
     return values
 
 
@@ -62,6 +91,70 @@ CONSOLE_TOKEN_KEYS = [key.strip() for key in _secret("CONSOLE_TOKEN_KEYS").split
 if PRODUCTION and SECRET_KEY in CONSOLE_TOKEN_KEYS:
     raise ImproperEnvironment("CONSOLE_TOKEN_KEYS must not reuse SECRET_KEY")
 
+
+def _ed25519_key(name: str, value: str) -> str:
+    """An Ed25519 key as base64 of its 32 raw bytes, checked here so a bad one stops start-up."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ImproperEnvironment(f"{name} holds a value that is not an Ed25519 key (base64 of 32 bytes)")
+    return value
+
+
+# The audit trail (docs/audit.md). Each event is sealed with a keyed hash
+# (HMAC-SHA256) under the first key of AUDIT_CHAIN_KEYS; every key of the
+# ring verifies the events it sealed, so rotation puts a new key first and
+# keeps the old ones. The keys never go into the database: whoever can
+# rewrite the table cannot recompute a seal.
+AUDIT_CHAIN_KEYS = [key.strip() for key in _secret("AUDIT_CHAIN_KEYS").split(",") if key.strip()]
+if not AUDIT_CHAIN_KEYS:
+    raise ImproperEnvironment("AUDIT_CHAIN_KEYS must hold at least one key")
+if any(len(key) < 32 for key in AUDIT_CHAIN_KEYS):
+    raise ImproperEnvironment("each key in AUDIT_CHAIN_KEYS must be at least 32 characters (secrets.token_urlsafe(32))")
+if len(set(AUDIT_CHAIN_KEYS)) != len(AUDIT_CHAIN_KEYS):
+    raise ImproperEnvironment("AUDIT_CHAIN_KEYS lists the same key twice")
+if SECRET_KEY in AUDIT_CHAIN_KEYS or set(CONSOLE_TOKEN_KEYS) & set(AUDIT_CHAIN_KEYS):
+    raise ImproperEnvironment("AUDIT_CHAIN_KEYS must not reuse SECRET_KEY or a key of CONSOLE_TOKEN_KEYS")
+# Checkpoints of the chain head are signed with this Ed25519 private key
+# (base64 of its 32 raw bytes); verifiers need only its public key
+# (`manage.py audit_checkpoint --public-key`). Public keys of signing keys
+# used before a rotation go in AUDIT_CHECKPOINT_PUBLIC_KEYS, so that the
+# checkpoints they signed still count.
+AUDIT_CHECKPOINT_SIGNING_KEY = _ed25519_key("AUDIT_CHECKPOINT_SIGNING_KEY", _secret("AUDIT_CHECKPOINT_SIGNING_KEY"))
+if AUDIT_CHECKPOINT_SIGNING_KEY in {SECRET_KEY, *CONSOLE_TOKEN_KEYS, *AUDIT_CHAIN_KEYS}:
+    raise ImproperEnvironment("AUDIT_CHECKPOINT_SIGNING_KEY must not reuse another secret")
+AUDIT_CHECKPOINT_PUBLIC_KEYS = [
+    _ed25519_key("AUDIT_CHECKPOINT_PUBLIC_KEYS", key) for key in env_list("AUDIT_CHECKPOINT_PUBLIC_KEYS")
+]
+# Where signed checkpoints of the audit chain's head go, every
+# AUDIT_CHECKPOINT_INTERVAL seconds once the chain has grown: JSON lines
+# appended to a file in AUDIT_CHECKPOINT_DIR (empty: none), a mail to
+# AUDIT_CHECKPOINT_EMAILS, and/or a POST to AUDIT_CHECKPOINT_WITNESS_URL. In
+# production the folder is outside the console's var/ by default: mount
+# storage there that the database's administrators cannot rewrite.
+AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 3600, minimum=1)
+AUDIT_CHECKPOINT_DIR = env_str(
+    "AUDIT_CHECKPOINT_DIR",
+    "/var/lib/release-console/audit-checkpoints" if PRODUCTION else str(VAR_DIR / "audit-checkpoints"),
+)
+AUDIT_CHECKPOINT_EMAILS = env_list("AUDIT_CHECKPOINT_EMAILS")
+AUDIT_CHECKPOINT_WITNESS_URL = env_str("AUDIT_CHECKPOINT_WITNESS_URL")
+AUDIT_CHECKPOINT_WITNESS_TOKEN = env_str("AUDIT_CHECKPOINT_WITNESS_TOKEN")
+if AUDIT_CHECKPOINT_WITNESS_URL and not AUDIT_CHECKPOINT_WITNESS_URL.startswith(("https://", "http://")):
+    raise ImproperEnvironment("AUDIT_CHECKPOINT_WITNESS_URL must be an http or https URL")
+if PRODUCTION and not (AUDIT_CHECKPOINT_DIR or AUDIT_CHECKPOINT_EMAILS or AUDIT_CHECKPOINT_WITNESS_URL):
+    raise ImproperEnvironment(
+        "set at least one of AUDIT_CHECKPOINT_DIR, AUDIT_CHECKPOINT_EMAILS, AUDIT_CHECKPOINT_WITNESS_URL "
+        "when CONSOLE_MODE=production"
+    )
+# The upgrade that seals an existing chain refuses a chain that does not
+# verify. Set for one `migrate` to seal the events before the first broken
+# link and leave the rest unsealed, so that audit_verify goes on naming it.
+AUDIT_UPGRADE_ACCEPT_BROKEN_CHAIN = env_bool("AUDIT_UPGRADE_ACCEPT_BROKEN_CHAIN", default=False)
+
+
 DEBUG = env_bool("DEBUG", default=False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -79,6 +172,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "releases",
 ]
 
@@ -151,18 +245,23 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed attempts
-# for one username from one address, that pair is locked out for
-# AXES_COOLOFF_MINUTES. Each failure is also written to the audit trail.
+# Sign-in throttling (django-axes): failed attempts are counted per username
+# (whatever the address) and per address (whatever the username); when
+# either count reaches AXES_FAILURE_LIMIT, that username, or that address,
+# is locked out for AXES_COOLOFF_MINUTES. A success clears only its own
+# username-and-address pair (releases/services/sign_in.py): axes' own reset
+# would clear every failure from the address, letting anyone with a valid
+# account wipe the count of the usernames they tried from it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "releases.client_address.client_address"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
@@ -177,15 +276,12 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from the apps, but expects the folder
 
-# Built artifacts: a local folder by default; any Django storage backend
-# (S3 compatible through django-storages) when several hosts share them.
-ARTIFACT_ROOT = Path(env_str("ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
+# Built artifacts: a local folder by default (ARTIFACT_ROOT), an S3
+# compatible bucket when several hosts share them (ARTIFACT_STORAGE=s3);
+# releases/clients/artifacts.py is the one module that reads and writes them.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "artifacts": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(ARTIFACT_ROOT), "file_permissions_mode": 0o444},
-    },
+    "artifacts": artifact_storage(VAR_DIR),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
@@ -215,7 +311,15 @@ VERIFY_ATTEMPTS = env_int("VERIFY_ATTEMPTS", 5, minimum=1)
 VERIFY_BACKOFF = float(env_int("VERIFY_BACKOFF_MS", 1000)) / 1000
 INDEX_WAIT_SECONDS = env_int("INDEX_WAIT_SECONDS", 120, minimum=0)
 
-# GitHub (releases/github.py). Transient answers (5xx, rate limits) are
+# Every HTTP client (releases/clients/http.py) asks again after a connection
+# error, a 5xx or a 429, HTTP_RETRY_ATTEMPTS times in all, waiting
+# HTTP_RETRY_BACKOFF_MS and twice as long each time after, at most
+# HTTP_RETRY_MAX_WAIT seconds (Retry-After included).
+HTTP_RETRY_ATTEMPTS = env_int("HTTP_RETRY_ATTEMPTS", 4, minimum=1)
+HTTP_RETRY_BACKOFF = float(env_int("HTTP_RETRY_BACKOFF_MS", 500)) / 1000
+HTTP_RETRY_MAX_WAIT = env_int("HTTP_RETRY_MAX_WAIT", 30)
+
+# GitHub (releases/clients/github.py). Transient answers (5xx, rate limits) are
 # retried GITHUB_RETRIES times with exponential backoff; a Retry-After or a
 # rate-limit reset is waited for at most GITHUB_MAX_WAIT seconds per retry,
 # beyond which the step fails with the time to try again.
@@ -305,6 +409,8 @@ CELERY_BEAT_SCHEDULE = {
     "credentials-age": {"task": "releases.tasks.credentials_age_check", "schedule": _DAY},
     "vulnerabilities-recheck": {"task": "releases.tasks.vulnerabilities_recheck", "schedule": _DAY},
     "downloads-fetch": {"task": "releases.tasks.downloads_fetch", "schedule": _DAY},
+    "audit-checkpoint": {"task": "releases.tasks.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL)},
+    "failure-reports-flush": {"task": "releases.tasks.failure_reports_flush", "schedule": 60.0},
 }
 
 LOGGING = {
@@ -316,7 +422,14 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "axes": {"level": "WARNING"},
+        # The S3 client's debug lines carry request headers and bodies.
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "s3transfer": {"level": "WARNING"},
+    },
 }
 
 if PRODUCTION:
@@ -343,6 +456,49 @@ CONSOLE_URL = env_str("CONSOLE_URL", "http://127.0.0.1:8000")
 # without the approvals an environment requires. When on, an
 # administrator may bypass them, and every bypass is audited.
 APPROVALS_ADMIN_BYPASS = env_bool("APPROVALS_ADMIN_BYPASS", default=False)
-# Second factor: TOTP devices (authenticator apps) and recovery codes.
+# Second factor: TOTP devices (authenticator apps), passkeys (WebAuthn) and
+# recovery codes. A session's verification counts for
+# SECOND_FACTOR_MAX_AGE_HOURS, then approvals and device changes ask again.
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Release console")
 OTP_STATIC_RECOVERY_CODES = env_int("OTP_STATIC_RECOVERY_CODES", 10, minimum=1)
+SECOND_FACTOR_MAX_AGE_HOURS = env_int("SECOND_FACTOR_MAX_AGE_HOURS", 12, minimum=1)
+
+
+def _webauthn_origins(rp_id: str) -> list[str]:
+    """Where passkeys may be used from: WEBAUTHN_ORIGINS, else the relying
+    party's own https origin (http://localhost:8000 in embedded mode)."""
+    default = [f"https://{rp_id}"] if PRODUCTION else ["http://localhost:8000"]
+    origins = env_list("WEBAUTHN_ORIGINS", default if rp_id else [])
+    for origin in origins:
+        parts = urlsplit(origin)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname == "localhost")
+        if not secure or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
+            raise ImproperEnvironment(
+                f"WEBAUTHN_ORIGINS entry {origin!r}: use https://host[:port] (http://localhost:port on one machine), "
+                "without a path or a trailing slash"
+            )
+    return origins
+
+
+# Passkeys (django-otp-webauthn) are bound to a relying party id, a domain
+# (never an IP address), and answer only pages on the allowed origins. In
+# production the id defaults to the first ALLOWED_HOSTS name.
+WEBAUTHN_RP_ID = env_str(
+    "WEBAUTHN_RP_ID", ALLOWED_HOSTS[0].lstrip(".") if PRODUCTION and ALLOWED_HOSTS else "localhost"
+)
+OTP_WEBAUTHN_RP_ID = WEBAUTHN_RP_ID
+OTP_WEBAUTHN_RP_NAME = OTP_TOTP_ISSUER
+OTP_WEBAUTHN_ALLOWED_ORIGINS = _webauthn_origins(WEBAUTHN_RP_ID)
+# A passkey is a second factor here, never a way to sign in without the password.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+
+# The client's address, for throttling, audit events and device-change mails:
+# REMOTE_ADDR, unless the console sits behind CLIENT_ADDRESS_PROXIES reverse
+# proxies that each append to CLIENT_ADDRESS_HEADER (X-Forwarded-For).
+CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "").strip()
+if CLIENT_ADDRESS_HEADER and not re.fullmatch(r"[A-Za-z0-9-]+", CLIENT_ADDRESS_HEADER):
+    raise ImproperEnvironment(f"CLIENT_ADDRESS_HEADER={CLIENT_ADDRESS_HEADER!r} is not a header name (X-Forwarded-For)")
+CLIENT_ADDRESS_PROXIES = env_int("CLIENT_ADDRESS_PROXIES", 1, minimum=1)
+# Repeated failures (sign-in, second factor) for one username from one
+# address write at most one audit event per this many seconds, with a count.
+FAILURE_AUDIT_INTERVAL = env_int("FAILURE_AUDIT_INTERVAL_SECONDS", 60, minimum=1)

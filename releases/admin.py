@@ -6,12 +6,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models, transaction
+from django.db import models
 from django.http import HttpRequest
 
-from releases.models import Credential, Deployment, Environment, Job, Project, Release, WebhookDelivery, WorkflowRun
-from releases.services.audit import audit_record
-from releases.services.credentials import credential_create, credential_set_value
+from releases.models import (
+    Credential,
+    Deployment,
+    Environment,
+    Job,
+    Project,
+    Release,
+    WebhookDelivery,
+    WorkflowRun,
+)
+from releases.services.credentials import credential_change, credential_create, credential_set_value
+from releases.services.projects import environment_create, environment_update, project_create, project_update
 
 
 class CredentialForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -56,18 +65,12 @@ class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             obj.pk = created.pk
             obj.refresh_from_db()
             return
-        changed = [field for field in form.changed_data if field != "token"]
-        if changed:
-            with transaction.atomic():
-                obj.save(update_fields=changed)
-                audit_record(
-                    actor=request.user,
-                    action="credential.changed",
-                    target=obj,
-                    data={"name": obj.name, "changed": {field: str(getattr(obj, field)) for field in changed}},
-                )
+        changes = {field: form.cleaned_data[field] for field in form.changed_data if field != "token"}
+        if changes:
+            credential_change(Credential.objects.get(pk=obj.pk), actor=request.user, **changes)
         if token:
             credential_set_value(obj, token, actor=request.user)
+        obj.refresh_from_db()
 
     def response_add(self, request: HttpRequest, obj: Credential, *args: Any, **kwargs: Any) -> Any:
         self._warn_scope(request, obj)
@@ -85,33 +88,71 @@ class CredentialAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False  # environments and projects point at credentials; replace the value instead
 
 
-class AuditedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Saves made in the admin are audited like every other change."""
+class ServiceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """A record the admin edits through the services, like every other path:
+    the form shows the model's rules beside each field, the save is the
+    service's (audited with the values before and after), and nothing with
+    history behind it is deleted here."""
 
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
+    def create(self, request: HttpRequest, obj: Any, form: forms.ModelForm) -> Any:  # type: ignore[type-arg]
+        raise NotImplementedError
+
+    def update(self, request: HttpRequest, obj: Any, changes: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
-        model = obj._meta.model_name
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            audit_record(
-                actor=request.user,
-                action=f"{model}.{'changed' if change else 'created'}",
-                target=obj,
-                data={"name": str(obj), "fields": sorted(form.changed_data), "through": "admin"},
-            )
+        if not change:
+            created = self.create(request, obj, form)
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            return
+        changes = {field: form.cleaned_data[field] for field in form.changed_data if field in form.cleaned_data}
+        self.update(request, type(obj).objects.get(pk=obj.pk), changes)
+        obj.refresh_from_db()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # releases and deployments point at it; history is kept
 
 
 @admin.register(Project)
-class ProjectAdmin(AuditedAdmin):
+class ProjectAdmin(ServiceAdmin):
     list_display = ["name", "source", "github_repository", "publish_mode", "created_at"]
     search_fields = ["name"]
 
+    def create(self, request: HttpRequest, obj: Project, form: forms.ModelForm) -> Project:  # type: ignore[type-arg]
+        fields = {name: value for name, value in form.cleaned_data.items() if name not in ("name", "source")}
+        return project_create(name=obj.name, source=obj.source, actor=request.user, **fields)
+
+    def update(self, request: HttpRequest, obj: Project, changes: dict[str, Any]) -> Project:
+        return project_update(obj, actor=request.user, **changes)
+
 
 @admin.register(Environment)
-class EnvironmentAdmin(AuditedAdmin):
+class EnvironmentAdmin(ServiceAdmin):
     list_display = ["name", "title", "index_url", "required_approvals", "requires_success_in", "position"]
     list_editable = ["position"]
+
+    def create(self, request: HttpRequest, obj: Environment, form: forms.ModelForm) -> Environment:  # type: ignore[type-arg]
+        fields = {
+            name: value
+            for name, value in form.cleaned_data.items()
+            if name not in ("name", "title", "upload_url", "index_url", "requires_success_in")
+        }
+        earlier = form.cleaned_data.get("requires_success_in")
+        return environment_create(
+            name=obj.name,
+            title=obj.title,
+            upload_url=obj.upload_url,
+            index_url=obj.index_url,
+            after=earlier.name if earlier is not None else "",
+            actor=request.user,
+            **fields,
+        )
+
+    def update(self, request: HttpRequest, obj: Environment, changes: dict[str, Any]) -> Environment:
+        return environment_update(obj, actor=request.user, **changes)
 
 
 class HistoryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -129,16 +170,16 @@ class HistoryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Release)
 class ReleaseAdmin(HistoryAdmin):
-    list_display = ["project", "version", "ref", "build_state", "created_by", "created_at"]
-    list_filter = ["build_state", "project"]
+    list_display = ["project", "version", "ref", "state", "outcome", "created_by", "created_at"]
+    list_filter = ["state", "outcome", "project"]
     list_select_related = ["project", "created_by"]
     search_fields = ["version", "project__name"]
 
 
 @admin.register(Deployment)
 class DeploymentAdmin(HistoryAdmin):
-    list_display = ["pk", "release", "environment", "status", "requested_by", "created_at", "finished_at"]
-    list_filter = ["status", "environment"]
+    list_display = ["pk", "release", "environment", "state", "outcome", "requested_by", "created_at", "finished_at"]
+    list_filter = ["state", "outcome", "environment"]
     list_select_related = ["release__project", "environment", "requested_by"]
     date_hierarchy = "created_at"
 
@@ -152,9 +193,9 @@ class JobAdmin(HistoryAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(HistoryAdmin):
-    list_display = ["received_at", "project_name", "event", "action", "status_code", "outcome", "delivery_id"]
-    list_filter = ["outcome", "event", "status_code"]
-    search_fields = ["delivery_id", "project_name", "error"]
+    list_display = ["received_at", "project_name", "event", "action", "status_code", "state", "outcome", "delivery_id"]
+    list_filter = ["state", "outcome", "event", "status_code"]
+    search_fields = ["delivery_id", "project_name", "reason"]
     readonly_fields = [
         "received_at",
         "project",
@@ -164,8 +205,9 @@ class WebhookDeliveryAdmin(HistoryAdmin):
         "action",
         "accepted",
         "status_code",
+        "state",
         "outcome",
-        "error",
+        "reason",
         "body_size",
         "headers",
         "payload",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ReleasesConfig(AppConfig):
@@ -9,8 +10,8 @@ class ReleasesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from releases import signals
+        # The one import Django asks to be made late: the signal handlers use
+        # the models, which exist only once the app registry is ready.
+        from releases import signals  # noqa: PLC0415
 
         post_migrate.connect(signals.sync_roles_after_migrate, sender=self, dispatch_uid="releases.roles_sync")

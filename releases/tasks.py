@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from releases.services import monitoring, scans
+from releases.services import audit_witnesses, monitoring, scans
 from releases.services.approvals import approvals_expire
-from releases.services.jobs import RUN_JOB, jobs_reap
+from releases.services.jobs import RUN_JOB
 from releases.services.pipeline import job_run
-from releases.services.webhooks import webhook_process
+from releases.services.reaper import jobs_reap
+from releases.services.sign_in import failure_reports_flush as _failure_reports_flush
 
 
 @shared_task(bind=True, name=RUN_JOB)
@@ -20,11 +21,6 @@ def run_job(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
 def reap() -> None:
     jobs_reap()
     approvals_expire()
-
-
-@shared_task(name="releases.tasks.process_webhook")
-def process_webhook(delivery_id: int) -> None:
-    webhook_process(delivery_id)
 
 
 @shared_task(name="releases.tasks.scan_pending")
@@ -45,3 +41,13 @@ def credentials_age_check() -> None:
 @shared_task(name="releases.tasks.downloads_fetch")
 def downloads_fetch() -> None:
     monitoring.downloads_fetch_all()
+
+
+@shared_task(name="releases.tasks.audit_checkpoint")
+def audit_checkpoint() -> None:
+    audit_witnesses.audit_checkpoint_write()
+
+
+@shared_task(name="releases.tasks.failure_reports_flush")
+def failure_reports_flush() -> None:
+    _failure_reports_flush()

@@ -7,6 +7,7 @@ a sentence a person can act on. Commands, forms and webhooks share them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -72,3 +73,38 @@ def clean_source(raw: str) -> str:
     if scheme and scheme not in {"https", "http", "ssh", "git", "file"} and not raw.startswith("git@"):
         raise ValidationError(f"{raw!r}: only https, ssh, git and file sources are allowed.")
     return raw
+
+
+def clean_glob(raw: str, *, example: str = "v*.*.*") -> str:
+    """A shell-style pattern for tags or refs: no white space, no empty pattern."""
+    if not raw or any(ch.isspace() for ch in raw):
+        raise ValidationError(f"{raw!r} is not a pattern (for example {example}).")
+    return raw
+
+
+def clean_workflow_file(raw: str) -> str:
+    if not raw or "/" in raw or not raw.endswith((".yml", ".yaml")):
+        raise ValidationError(f"{raw!r} is not a workflow file name (for example publish.yml).")
+    return raw
+
+
+def clean_url_template(raw: str) -> str:
+    """A project page address with {name} and {version}, e.g. https://pypi.org/project/{name}/{version}/."""
+    try:
+        filled = raw.format(name="sample", version="1.0")
+    except (KeyError, IndexError, ValueError):
+        raise ValidationError(f"{raw!r} may only hold {{name}} and {{version}}.") from None
+    clean_http_url(filled)
+    return raw
+
+
+def field_errors(checks: dict[str, Callable[[], object]]) -> None:
+    """Run each field's check; raise one ValidationError naming every field that failed."""
+    errors: dict[str, list[str]] = {}
+    for field, check in checks.items():
+        try:
+            check()
+        except ValidationError as exc:
+            errors[field] = exc.messages
+    if errors:
+        raise ValidationError(errors)

@@ -7,11 +7,15 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 from releases.models import Deployment, Environment, Project, Release
 from releases.services.projects import environment_create, project_create
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.osv_standin import OsvStandin
+from tests.support.pypi_standin import PypiStandin
 from tests.support.pypistats_standin import PypistatsStandin
 from tests.support.sample import SampleRepo
 from tests.support.worker import WorkerProcess
@@ -106,7 +110,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 90, interval: flo
 def wait_built(release: Release, timeout: float = 120) -> Release:
     def done() -> Release | None:
         current = Release.objects.get(pk=release.pk)
-        return current if current.build_state in (Release.BuildState.BUILT, Release.BuildState.FAILED) else None
+        return None if current.is_building else current
 
     return wait_for(done, timeout)  # type: ignore[return-value]
 
@@ -114,15 +118,35 @@ def wait_built(release: Release, timeout: float = 120) -> Release:
 def wait_final(deployment: Deployment, timeout: float = 120) -> Deployment:
     def done() -> Deployment | None:
         current = Deployment.objects.get(pk=deployment.pk)
-        return current if current.status in Deployment.FINAL_STATUSES else None
+        return current if current.state == Deployment.State.FINISHED else None
 
     return wait_for(done, timeout)  # type: ignore[return-value]
+
+
+def served(deployment: Deployment) -> dict[str, str]:
+    """What the index served of each file when the deployment verified it (its summary)."""
+    return {name: file["index_sha256"] for name, file in deployment.summary["files"].items()}
 
 
 @pytest.fixture(autouse=True)
 def _close_connection_after_test() -> Iterator[None]:
     yield
     connection.close()
+
+
+@receiver(connection_created)
+def _let_the_test_runner_empty_the_audit_tables(sender: object, **kwargs: Any) -> None:
+    """Django empties every table with TRUNCATE between transactional tests.
+
+    The audit tables refuse TRUNCATE unless a superuser's session asks for it
+    (migration 0012_audit_append_only); this process's own connections ask.
+    An insider's connection, like the raw ones of tests/test_audit_tamper.py,
+    does not.
+    """
+    database: BaseDatabaseWrapper = kwargs["connection"]
+    if database.vendor == "postgresql":
+        with database.cursor() as cursor:
+            cursor.execute("SET release_console.audit_truncate = 'allowed'")
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +171,14 @@ def osv_clean(osv: OsvStandin) -> Iterator[OsvStandin]:
     osv.affects.clear()
     osv.failing = False
     osv.page_size = 0
+
+
+@pytest.fixture
+def pypi_standin() -> Iterator[PypiStandin]:
+    """A PyPI of the test's own (upload, simple and JSON APIs) on a free loopback port."""
+    standin = PypiStandin().start()
+    yield standin
+    standin.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,15 @@ filesystem broker: those are the production components.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import socket
 import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parent.parent
 _var = Path(tempfile.mkdtemp(prefix="console-tests-"))
@@ -30,6 +33,11 @@ defaults = {
     "REDIS_URL": "redis://127.0.0.1:6379/9",
     "SECRET_KEY": "tests-only-secret-key-" + "x" * 40,
     "CONSOLE_TOKEN_KEYS": Fernet.generate_key().decode(),
+    "AUDIT_CHAIN_KEYS": secrets.token_urlsafe(32),
+    "AUDIT_CHECKPOINT_SIGNING_KEY": base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode(),
+    # No checkpoint folder by default: a test that writes checkpoints gives its own,
+    # so that one test's checkpoints never judge another test's chain.
+    "AUDIT_CHECKPOINT_DIR": "",
     "CONSOLE_VAR_DIR": str(_var),
     # Shared across runs: uv's cache of build back-ends and wheels.
     "TOOL_CACHE_DIR": str(ROOT / "var" / "test-cache"),
@@ -41,6 +49,8 @@ defaults = {
     "VERIFY_ATTEMPTS": "3",
     "VERIFY_BACKOFF_MS": "200",
     "INDEX_WAIT_SECONDS": "20",
+    # Transient HTTP failures are asked again at once: stand-ins answer at once.
+    "HTTP_RETRY_BACKOFF_MS": "20",
     # The GitHub stand-in answers at once: nobody waits on a retry or a poll.
     "GITHUB_RETRIES": "3",
     "GITHUB_RETRY_BACKOFF_MS": "0",

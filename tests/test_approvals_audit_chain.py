@@ -16,6 +16,8 @@ from django.db import connection, transaction
 
 from releases.models import AuditEvent, Environment
 from releases.services.audit import chain_hash, event_payload
+from releases.services.audit_checkpoints import CHECKPOINT_FILE, public_key_text, signing_key
+from releases.services.audit_witnesses import audit_checkpoint_write
 from releases.services.projects import environment_create, environment_update
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "audit.md"
@@ -37,7 +39,11 @@ def verify_error() -> str:
 
 
 def sql(statement: str, params: list[object]) -> None:
+    """Raw SQL as a superuser who switched the audit triggers off for the test's
+    transaction: what the chain itself catches, once the database let it through
+    (tests/test_audit_tamper.py attacks the triggers)."""
     with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(statement, params)
 
 
@@ -127,8 +133,9 @@ def test_a_row_inserted_with_raw_sql_is_named():
     last = events[-1]
     sql(
         "INSERT INTO releases_auditevent (id, actor_name, action, object_type, object_id, data, created_at, "
-        "previous_hash, hash) VALUES (%s, 'mallory', 'approval.given', 'approval', '7', '{}', now(), %s, %s)",
-        [last.pk + 1, last.hash, "f" * 64],
+        "previous_hash, hash, seal, seal_key_id) "
+        "VALUES (%s, 'mallory', 'approval.given', 'approval', '7', '{}', now(), %s, %s, %s, %s)",
+        [last.pk + 1, last.hash, "f" * 64, last.seal, last.seal_key_id],
     )
     error = verify_error()
     assert f"broken at event #{last.pk + 1}" in error
@@ -151,7 +158,8 @@ def test_a_row_inserted_with_a_correctly_computed_hash_is_still_named():
     forged.hash = chain_hash(last.hash, event_payload(forged))
     sql(
         "INSERT INTO releases_auditevent (id, actor_name, action, object_type, object_id, data, created_at, "
-        "previous_hash, hash) VALUES (%s, 'mallory', 'approval.given', 'approval', '7', '{}', %s, %s, %s)",
+        "previous_hash, hash, seal, seal_key_id) "
+        "VALUES (%s, 'mallory', 'approval.given', 'approval', '7', '{}', %s, %s, %s, '', '')",
         [forged.pk, forged.created_at, forged.previous_hash, forged.hash],
     )
     error = verify_error()
@@ -207,31 +215,40 @@ def documented_verifier(tmp_path: Path) -> Path:
 
 
 @pytest.mark.django_db
-def test_an_export_verifies_off_the_host_with_the_documented_snippet(tmp_path):
+def test_an_export_verifies_off_the_host_with_the_documented_snippet_and_the_public_key(tmp_path, settings):
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
     events = make_events(6)
+    audit_checkpoint_write()
+    checkpoints = tmp_path / "checkpoints" / CHECKPOINT_FILE
+    public_key = public_key_text(signing_key().public_key())
     export = tmp_path / "audit.jsonl"
     call_command("audit_export", "--output", str(export))
     script = documented_verifier(tmp_path)
 
-    # -I: isolated, standard library only, nothing from the console.
-    ok = subprocess.run(
-        [sys.executable, "-I", str(script), str(export), events[-1].hash], capture_output=True, text=True, cwd=tmp_path
-    )
+    def off_the_host(export: Path, *checkpoint_files: Path) -> subprocess.CompletedProcess[str]:
+        # -I: isolated; Python, the cryptography package, and nothing of the console.
+        command = [sys.executable, "-I", str(script), str(export), public_key, *map(str, checkpoint_files)]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+
+    ok = off_the_host(export, checkpoints)
     assert ok.returncode == 0, ok.stderr
-    assert f"6 events verified; last hash {events[-1].hash}" in ok.stdout
+    assert f"6 events verified against 1 checkpoints; last hash {events[-1].hash}" in ok.stdout
 
     lines = export.read_text().splitlines()
-    lines[3] = lines[3].replace('"actor":"system"', '"actor":"mallory"')
     tampered = tmp_path / "tampered.jsonl"
-    tampered.write_text("\n".join(lines) + "\n")
-    bad = subprocess.run([sys.executable, "-I", str(script), str(tampered)], capture_output=True, text=True)
+    tampered.write_text("\n".join([*lines[:3], lines[3].replace('"actor":"system"', '"actor":"mallory"'), *lines[4:]]))
+    bad = off_the_host(tampered, checkpoints)
     assert bad.returncode != 0
     assert f"line 4 (event #{events[3].pk}): content does not match its hash" in bad.stderr
 
     truncated = tmp_path / "truncated.jsonl"
-    truncated.write_text("\n".join(export.read_text().splitlines()[:-1]) + "\n")
-    short = subprocess.run(
-        [sys.executable, "-I", str(script), str(truncated), events[-1].hash], capture_output=True, text=True
-    )
+    truncated.write_text("\n".join(lines[:-1]) + "\n")
+    short = off_the_host(truncated, checkpoints)
     assert short.returncode != 0
-    assert "the last hash is not the one you recorded" in short.stderr
+    assert f"names event #{events[-1].pk} with hash {events[-1].hash}, which the export does not hold" in short.stderr
+
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text(checkpoints.read_text().replace('"count":6', '"count":5'))
+    unsigned = off_the_host(truncated, forged)
+    assert unsigned.returncode != 0
+    assert f"{forged} line 1: not signed by the public key given (forged or altered)" in unsigned.stderr

@@ -10,8 +10,8 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
+from releases.clients.index import list_files
 from releases.models import Approval, Deployment
-from releases.pipeline.index_client import list_files
 from releases.services.deployments import deployment_request
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
@@ -40,7 +40,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     device = TOTPDevice.objects.create(user=anna, name="phone", confirmed=True)
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=rita))
     on_test_pypi = wait_final(deployment_request(release=release, environment=sandbox, actor=rita))
-    assert on_test_pypi.status == Deployment.Status.SUCCEEDED
+    assert on_test_pypi.outcome == Deployment.Outcome.SUCCEEDED
     base = live_server.url
 
     # The releaser asks for the push.
@@ -49,7 +49,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     page.get_by_role("button", name="Request push to PyPI").click()
     expect(page.get_by_role("status")).to_contain_text("Request push to PyPI")
     pushed = Deployment.objects.get(release=release, environment=pypi)
-    assert pushed.status == Deployment.Status.PENDING_APPROVAL
+    assert pushed.state == Deployment.State.PENDING_APPROVAL
     assert pypi_account.upload_url and devpi.upload_requests(pypi_account) == 0
     page.get_by_role("button", name="Sign out").click()
 
@@ -68,7 +68,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     page.get_by_role("button", name="Approve these files").click()
 
     final = wait_final(pushed, timeout=180)
-    assert final.status == Deployment.Status.SUCCEEDED, final.reason
+    assert final.outcome == Deployment.Outcome.SUCCEEDED, final.reason
     approval = Approval.objects.get(deployment=final)
     assert approval.approver == anna
     assert approval.second_factor is True

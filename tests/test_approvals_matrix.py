@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from releases.clients.index import list_files
 from releases.models import Approval, AuditEvent, Deployment, Job, Release
-from releases.pipeline.index_client import list_files
 from releases.services.approvals import (
     ApprovalRefused,
     approval_bypass,
@@ -27,17 +27,18 @@ from releases.services.deployments import deployment_cancel, deployment_request
 from releases.services.projects import environment_update
 from releases.services.releases import release_create
 from releases.tasks import reap
-from tests.conftest import wait_built, wait_final
+from tests.conftest import served, wait_built, wait_final
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.people import make_user
 
-Status = Deployment.Status
+State = Deployment.State
+Outcome = Deployment.Outcome
 
 
 @pytest.fixture
 def people(transactional_db):
     return {
-        "releaser": make_user("rita", approver=True),
+        "releaser": make_user("rita", "releaser", approver=True),
         "approver": make_user("alice", approver=True),
         "second": make_user("bob", approver=True),
         "outsider": make_user("oscar"),
@@ -48,21 +49,21 @@ def people(transactional_db):
 @pytest.fixture
 def built(worker, project) -> Release:
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
-    assert release.is_built, release.build_error
+    assert release.is_built, release.reason
     return release
 
 
 @pytest.fixture
 def on_test_pypi(built, sandbox, people) -> Deployment:
     deployment = wait_final(deployment_request(release=built, environment=sandbox, actor=people["releaser"]))
-    assert deployment.status == Status.SUCCEEDED, deployment.reason
+    assert deployment.outcome == Outcome.SUCCEEDED, deployment.reason
     return deployment
 
 
 @pytest.fixture
 def pending(on_test_pypi, built, pypi, people) -> Deployment:
     deployment = deployment_request(release=built, environment=pypi, actor=people["releaser"])
-    assert deployment.status == Status.PENDING_APPROVAL
+    assert deployment.state == State.PENDING_APPROVAL
     return deployment
 
 
@@ -89,13 +90,13 @@ def test_an_approved_push_sends_the_bytes_verified_on_test_pypi(pending, on_test
 
     done = wait_final(pending)
 
-    assert done.status == Status.SUCCEEDED, done.reason
+    assert done.outcome == Outcome.SUCCEEDED, done.reason
     name = done.release.project.name
     first = {f: i.sha256 for f, i in list_files(on_test_pypi.environment.index_url, name).items()}
     second = {f: i.sha256 for f, i in list_files(pypi_account.simple_url, name).items()}
     assert second == first == {a.filename: a.sha256 for a in done.release.artifacts.all()}
     # Verify on pypi checked the same digests as on test-pypi.
-    assert done.summary["verify"]["files"] == on_test_pypi.summary["verify"]["files"] == first
+    assert served(done) == served(on_test_pypi) == first
     # Built once: the promotion did not build again.
     assert Job.objects.filter(release=done.release, kind=Job.Kind.BUILD).count() == 1
     actions = list(
@@ -150,7 +151,7 @@ def test_the_requester_cannot_approve_their_own_push(pending, people, devpi, pyp
             digests=artifact_digests(pending),
         )
     pending.refresh_from_db()
-    assert pending.status == Status.PENDING_APPROVAL
+    assert pending.state == State.PENDING_APPROVAL
     assert_nothing_reached(devpi, pypi_account, pending)
 
 
@@ -168,7 +169,7 @@ def test_a_second_approval_by_the_same_person_does_not_count(pending, pypi, peop
             deployment=pending, approver=people["approver"], decision="approve", digests=artifact_digests(pending)
         )
     pending.refresh_from_db()
-    assert pending.status == Status.PENDING_APPROVAL
+    assert pending.state == State.PENDING_APPROVAL
     assert_nothing_reached(devpi, pypi_account, pending)
 
 
@@ -176,11 +177,11 @@ def test_two_required_approvals_need_two_different_people(pending, people, devpi
     Deployment.objects.filter(pk=pending.pk).update(required_approvals=2)
     approve(pending, people["approver"])
     pending.refresh_from_db()
-    assert pending.status == Status.PENDING_APPROVAL
+    assert pending.state == State.PENDING_APPROVAL
 
     approve(pending, people["second"])
 
-    assert wait_final(pending).status == Status.SUCCEEDED
+    assert wait_final(pending).outcome == Outcome.SUCCEEDED
 
 
 def test_an_approval_for_other_files_is_refused(pending, people, devpi, pypi_account):
@@ -213,7 +214,7 @@ def test_an_expired_request_cannot_be_approved_and_the_reaper_ends_it(pending, p
 
     reap()  # the beat task that reaps jobs also ends expired requests
     pending.refresh_from_db()
-    assert pending.status == Status.EXPIRED
+    assert pending.outcome == Outcome.EXPIRED
     assert "No decision within 168 hours" in pending.reason
     assert AuditEvent.objects.filter(action="deployment.expired", object_id=str(pending.pk)).exists()
     with pytest.raises(ApprovalRefused):
@@ -236,7 +237,7 @@ def test_a_rejection_ends_the_deployment(pending, people, devpi, pypi_account):
     approve(pending, people["approver"], decision="reject", comment="Changelog is missing.")
 
     pending.refresh_from_db()
-    assert pending.status == Status.REJECTED
+    assert pending.outcome == Outcome.REJECTED
     assert pending.reason == "Rejected by alice: Changelog is missing."
     with pytest.raises(ApprovalRefused):
         approve(pending, people["second"])
@@ -249,7 +250,7 @@ def test_an_approval_voided_after_queueing_stops_the_upload_task(void, pending, 
     worker.stop()
     approve(pending, people["approver"])
     pending.refresh_from_db()
-    assert pending.status == Status.QUEUED
+    assert pending.state == State.QUEUED
     if void == "cancelled":
         deployment_cancel(pending, actor=people["releaser"])
     elif void == "approval_changed_in_database":
@@ -261,11 +262,11 @@ def test_an_approval_voided_after_queueing_stops_the_upload_task(void, pending, 
     done = wait_final(pending)
 
     if void == "cancelled":
-        assert done.status == Status.CANCELLED
+        assert done.outcome == Outcome.CANCELLED
         job = Job.objects.get(deployment=pending, kind=Job.Kind.UPLOAD)
         assert job.outcome == Job.Outcome.CANCELLED
     else:
-        assert done.status == Status.FAILED
+        assert done.outcome == Outcome.FAILED
         assert "Not uploaded: 0 of 1 required approvals are valid" in done.reason
     assert_nothing_reached(devpi, pypi_account, pending)
 
@@ -276,7 +277,7 @@ def test_administrators_cannot_bypass_approvals_by_default(pending, people, devp
 
     assert "cannot bypass" in refused.value.message
     pending.refresh_from_db()
-    assert pending.status == Status.PENDING_APPROVAL
+    assert pending.state == State.PENDING_APPROVAL
     assert_nothing_reached(devpi, pypi_account, pending)
 
 
@@ -287,7 +288,7 @@ def test_a_bypass_allowed_by_the_setting_is_audited(pending, people, settings):
 
     approval_bypass(pending, people["admin"], reason="Security fix, approver away.")
 
-    assert wait_final(pending).status == Status.SUCCEEDED
+    assert wait_final(pending).outcome == Outcome.SUCCEEDED
     event = AuditEvent.objects.get(action="approval.bypassed")
     assert event.actor_name == "root"
     assert event.data["required_approvals"] == 1

@@ -23,7 +23,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from releases.models import Approval, Artifact, AuditEvent, Deployment, Environment, Project, Release
+from releases.models import Approval, Artifact, AuditEvent, Deployment, DeploymentFile, Environment, Project, Release
 from releases.services.deployments import deployment_request
 from releases.services.projects import environment_create
 from tests.support.people import make_user
@@ -44,7 +44,12 @@ def wheel_bytes(version: str, requires: list[str]) -> bytes:
 def built_release(project: Project, version: str, requires: list[str]) -> Release:
     """A release as the build job leaves it: built, its files stored with their digests."""
     release = Release.objects.create(
-        project=project, version=version, ref=f"v{version}", commit="a" * 40, build_state=Release.BuildState.BUILT
+        project=project,
+        version=version,
+        ref=f"v{version}",
+        commit="a" * 40,
+        state=Release.State.FINISHED,
+        outcome=Release.Outcome.BUILT,
     )
     storage = storages["artifacts"]
     for filename, kind, content in (
@@ -70,6 +75,7 @@ def environments(db) -> tuple[Environment, Environment]:
         title="Test PyPI",
         upload_url="http://127.0.0.1:9/a/",
         index_url="http://127.0.0.1:9/a/+simple/",
+        token="test-upload-token-a",
         actor=None,
     )
     pypi = environment_create(
@@ -79,6 +85,7 @@ def environments(db) -> tuple[Environment, Environment]:
         index_url="http://127.0.0.1:9/b/+simple/",
         required_approvals=1,
         after="test-pypi",
+        token="test-upload-token-b",
         actor=None,
     )
     return test_pypi, pypi
@@ -87,7 +94,7 @@ def environments(db) -> tuple[Environment, Environment]:
 @pytest.fixture
 def people(db):
     return {
-        "releaser": make_user("rita", approver=True),
+        "releaser": make_user("rita", "releaser", approver=True),
         "approver": make_user("alice", approver=True),
         "outsider": make_user("oscar"),
         "admin": make_user("root", superuser=True),
@@ -100,18 +107,22 @@ def pending(environments, people) -> Deployment:
     project = Project.objects.create(name="sample-pkg", source="/nowhere")
     built_release(project, "1.0.0", ["requests>=2", "click"])
     release = built_release(project, "1.1.0", ["requests>=2.31", "rich"])
-    Deployment.objects.create(
+    verified = Deployment.objects.create(
         release=release,
         environment=test_pypi,
-        status=Deployment.Status.SUCCEEDED,
+        state=Deployment.State.FINISHED,
+        outcome=Deployment.Outcome.SUCCEEDED,
         finished_at=timezone.now(),
-        summary={
-            "verify": {
-                "files": {a.filename: a.sha256 for a in release.artifacts.all()},
-                "modules": ["sample_pkg"],
-            }
-        },
+        verified_modules=["sample_pkg"],
     )
+    for artifact in release.artifacts.all():
+        DeploymentFile.objects.create(
+            deployment=verified,
+            artifact=artifact,
+            state=DeploymentFile.State.VERIFIED,
+            outcome=DeploymentFile.Outcome.UPLOADED,
+            index_sha256=artifact.sha256,
+        )
     return deployment_request(release=release, environment=pypi, actor=people["releaser"])
 
 
@@ -178,7 +189,7 @@ def test_an_approver_with_a_verified_session_approves_from_the_page(pending, peo
     approval = Approval.objects.get(deployment=pending)
     assert approval.approver == people["approver"] and approval.second_factor and approval.comment == "Looks right."
     pending.refresh_from_db()
-    assert pending.status == Deployment.Status.QUEUED
+    assert pending.state == Deployment.State.QUEUED
     assert AuditEvent.objects.filter(action="second_factor.enrolled", actor_name="alice").exists()
 
 
@@ -264,7 +275,7 @@ def test_the_requester_cancels_a_pending_request(pending, people):
     response = client_for(people["releaser"]).post(reverse("releases:approval_cancel", args=[pending.pk]))
     assert response.status_code == 302
     pending.refresh_from_db()
-    assert pending.status == Deployment.Status.CANCELLED
+    assert pending.outcome == Deployment.Outcome.CANCELLED
     assert AuditEvent.objects.filter(action="deployment.cancelled", actor_name="rita").exists()
 
 
@@ -272,14 +283,14 @@ def test_someone_else_cannot_cancel_a_request(pending, people):
     response = client_for(people["approver"]).post(reverse("releases:approval_cancel", args=[pending.pk]))
     assert response.status_code == 403
     pending.refresh_from_db()
-    assert pending.status == Deployment.Status.PENDING_APPROVAL
+    assert pending.state == Deployment.State.PENDING_APPROVAL
 
 
 def test_an_administrator_cancels_a_request(pending, people):
     response = client_for(people["admin"]).post(reverse("releases:approval_cancel", args=[pending.pk]))
     assert response.status_code == 302
     pending.refresh_from_db()
-    assert pending.status == Deployment.Status.CANCELLED
+    assert pending.outcome == Deployment.Outcome.CANCELLED
 
 
 def test_a_wrong_one_time_password_is_refused_and_audited(people):

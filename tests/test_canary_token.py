@@ -60,14 +60,14 @@ def test_a_planted_token_is_absent_from_the_dump_logs_errors_broker_and_pages(
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
     deployment = wait_final(deployment_request(release=release, environment=environment, actor=None))
     # The token was really used: the index accepted the uploads it authenticated.
-    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
     assert devpi.upload_requests(account) >= 1
     wait_for(lambda: Sbom.objects.filter(release=release, scanned_at__isnull=False).exists())
     # The same token refused by another index: the failure must not echo it either.
     other = devpi.new_index()
     refusing = index_environment(other, "refusing", "Refusing", token=CANARY)
     failed = wait_final(deployment_request(release=release, environment=refusing, actor=None))
-    assert failed.status == Deployment.Status.FAILED
+    assert failed.outcome == Deployment.Outcome.FAILED
 
     admin = User.objects.create_superuser("root", "root@example.org", "pw-for-tests-only")
     client.force_login(admin)

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from releases.clients.index import list_files
 from releases.models import Deployment, Job, Release
-from releases.pipeline.index_client import list_files
 from tests.support.chaos import ALIAS, PERIODS, ChaosStack, read, reaper_period, wait_until
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.sample import SampleRepo
@@ -129,7 +129,7 @@ def outcome(devpi: DevpiServer, target: Target, release_id: int, timeout: float)
 
     def final() -> Deployment | None:
         found = Deployment.objects.using(ALIAS).filter(release_id=release_id).first()
-        return found if found is not None and found.status in Deployment.FINAL_STATUSES else None
+        return found if found is not None and found.state == Deployment.State.FINISHED else None
 
     deployment = wait_until(final, timeout)
     ended_after = time.monotonic() - started
@@ -140,7 +140,7 @@ def outcome(devpi: DevpiServer, target: Target, release_id: int, timeout: float)
     stored = {a.filename: devpi.stored_count(target.account, a.filename) for a in artifacts}
     return {
         "version": release.version,
-        "status": deployment.status if deployment else "NOT ENDED",
+        "status": deployment.outcome if deployment else "NOT ENDED",
         "reason": deployment.reason if deployment else "",
         "ended_after": round(ended_after, 1),
         "attempts": max((j.attempts for j in jobs), default=0),
@@ -151,7 +151,7 @@ def outcome(devpi: DevpiServer, target: Target, release_id: int, timeout: float)
         ],
         "succeeded_not_listed": bool(
             deployment
-            and deployment.status == Deployment.Status.SUCCEEDED
+            and deployment.outcome == Deployment.Outcome.SUCCEEDED
             and any(a.filename not in listed for a in artifacts)
         ),
     }
@@ -159,8 +159,8 @@ def outcome(devpi: DevpiServer, target: Target, release_id: int, timeout: float)
 
 def assert_outcomes_hold(rows: list[dict[str, object]]) -> None:
     for row in rows:
-        assert row["status"] in Deployment.FINAL_STATUSES, f"a deployment did not end: {row}"
-        assert row["status"] == Deployment.Status.SUCCEEDED or row["reason"], f"failed without a reason: {row}"
+        assert row["status"] in Deployment.Outcome.values and row["status"], f"a deployment did not end: {row}"
+        assert row["status"] == Deployment.Outcome.SUCCEEDED or row["reason"], f"failed without a reason: {row}"
         assert row["stuck_jobs"] == [], f"jobs left queued or running: {row}"
         assert row["max_stored"] <= 1, f"a file was stored twice on the index: {row}"
         assert row["overwritten"] == [], f"a file on the index is not the one built: {row}"
@@ -204,7 +204,7 @@ def test_thirty_workers_killed_at_random_points_lose_nothing(stack, devpi, tmp_p
     kinds = [Job.Kind.BUILD, Job.Kind.UPLOAD, Job.Kind.VERIFY] * 10
     rows = kill_runs(stack, devpi, target, kinds, seed=int(time.time()))
     assert_outcomes_hold(rows)
-    assert sum(row["status"] == Deployment.Status.SUCCEEDED for row in rows) == len(rows)
+    assert sum(row["status"] == Deployment.Outcome.SUCCEEDED for row in rows) == len(rows)
 
 
 def redis_outage(stack: ChaosStack, devpi: DevpiServer, target: Target, down_for: float) -> list[dict]:
@@ -291,8 +291,8 @@ def print_summary(write: Callable[[str], object]) -> None:
             f"{row['scenario']:<22} {row['fault']!s:<60} {row['version']!s:<8} {row['status']!s:<10} "
             f"{row['ended_after']!s:>7} {row['attempts']!s:>5} {row['max_stored']!s:>6}"
         )
-    ended = [row for row in RESULTS if row["status"] in Deployment.FINAL_STATUSES]
-    succeeded = sum(row["status"] == Deployment.Status.SUCCEEDED for row in RESULTS)
+    ended = [row for row in RESULTS if row["status"] in Deployment.Outcome.values and row["status"]]
+    succeeded = sum(row["status"] == Deployment.Outcome.SUCCEEDED for row in RESULTS)
     write(
         f"chaos: {len(RESULTS)} deployments under faults, {len(ended)} ended, {succeeded} succeeded, "
         f"{sum(row['max_stored'] > 1 for row in RESULTS)} files stored twice, "

@@ -138,7 +138,7 @@ def test_publish_from_a_ref_creates_builds_publishes_and_verifies_in_one_command
         f"  {a.filename}  sha256:{a.sha256}  Installed and checked" for a in release.artifacts.all()
     )
     assert lines[5] == f"deployment #{deployment.pk} succeeded: sample-pkg 1.0.0 is on test-pypi and verified"
-    assert deployment.status == Deployment.Status.SUCCEEDED
+    assert deployment.succeeded
     for artifact in release.artifacts.all():
         assert devpi.stored_count(index_account, artifact.filename) == 1
     # The upload was queued by the transaction that recorded the build: nothing waited in between.
@@ -160,7 +160,7 @@ def test_publish_from_a_ref_whose_build_fails_says_why_with_the_build_log(worker
 
     assert result.returncode != 0
     deployment = Deployment.objects.get(release__version="2.0.0")
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert f"deployment #{deployment.pk} failed: The build failed:" in result.stderr
     assert "  | " in result.stderr  # the build's last log lines
 

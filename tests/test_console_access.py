@@ -105,12 +105,12 @@ def test_releaser_publishes_to_test_pypi_and_requests_the_push_to_pypi(world):
     response = client.post(deploy_url(world, world["sandbox"]))
     assert response.status_code == 302
     sandbox = Deployment.objects.get(environment=world["sandbox"])
-    assert sandbox.status == Deployment.Status.QUEUED
+    assert sandbox.state == Deployment.State.QUEUED
     assert sandbox.requested_by.username.startswith("releaser")
 
     client.post(deploy_url(world, world["pypi"]))
     pypi = Deployment.objects.get(environment=world["pypi"])
-    assert pypi.status == Deployment.Status.PENDING_APPROVAL
+    assert pypi.state == Deployment.State.PENDING_APPROVAL
 
 
 def test_releaser_creates_a_release_and_is_taken_to_its_page(world):
@@ -188,9 +188,10 @@ def test_admins_add_projects_in_the_admin_and_it_is_audited(world):
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
-    event = AuditEvent.objects.get(action="project.created")
+    project = Project.objects.get(name="other-pkg")
+    event = AuditEvent.objects.get(action="project.created", object_id=str(project.pk))
     assert event.actor_name.startswith("admin")
-    assert event.data["through"] == "admin"
+    assert event.data["source"] == "https://example.org/other.git"
 
 
 @pytest.mark.parametrize("role", ["viewer", "releaser", "approver"])

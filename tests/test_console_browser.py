@@ -66,6 +66,8 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
         index_url=index_account.simple_url,
         required_approvals=1,
         after="test-pypi",
+        username=index_account.user,
+        token=index_account.password,
         actor=None,
     )
     base = live_server.url
@@ -90,7 +92,9 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     page.screenshot(path=str(SCREENSHOTS / "project.png"), full_page=True)
     page.get_by_role("link", name="1.0.0", exact=True).click()
 
-    expect(page.get_by_role("row", name=re.compile(r"^PyPI"))).to_contain_text("Publish and verify on Test PyPI first.")
+    expect(page.get_by_role("row", name=re.compile(r"^PyPI"))).to_contain_text(
+        "must be published and verified on Test PyPI before it can go to PyPI"
+    )
     page.get_by_role("button", name="Publish to Test PyPI").dblclick()
     expect(page.get_by_role("status")).to_contain_text("Publish to Test PyPI: deployment #")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
@@ -116,7 +120,7 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
 
     # The double click started one deployment.
     deployment = Deployment.objects.get(release__version="1.0.0", environment=sandbox)
-    assert deployment.status == Deployment.Status.SUCCEEDED
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED
     assert deployment.requested_by.username == "rita"
 
     # Now the push to PyPI can be asked for; it waits for someone else's approval.
@@ -124,7 +128,7 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     pypi_row = page.get_by_role("row", name=re.compile(r"^PyPI"))
     expect(pypi_row.locator(".badge")).to_have_text("Pending approval")
     expect(pypi_row).to_contain_text("0 of 1 approvals")
-    assert Deployment.objects.get(environment__name="pypi").status == Deployment.Status.PENDING_APPROVAL
+    assert Deployment.objects.get(environment__name="pypi").state == Deployment.State.PENDING_APPROVAL
     page.screenshot(path=str(SCREENSHOTS / "release-published.png"), full_page=True)
 
     page.get_by_role("link", name="Release history").click()

@@ -32,7 +32,8 @@ def seed(projects, environments, user, *, per_project: int, start: int = 0) -> N
             project=project,
             version=f"1.{start + n}.0",
             ref=f"v1.{start + n}.0",
-            build_state=Release.BuildState.BUILT,
+            state=Release.State.FINISHED,
+            outcome=Release.Outcome.BUILT,
             created_by=user,
             built_at=now,
         )
@@ -40,7 +41,7 @@ def seed(projects, environments, user, *, per_project: int, start: int = 0) -> N
         for n in range(per_project)
     ]
     Release.objects.bulk_create(releases, batch_size=2000)
-    statuses = list(Deployment.Status)
+    outcomes = [o for o in Deployment.Outcome if o]
     deployments = []
     for i, release in enumerate(releases):
         for j, environment in enumerate(environments):
@@ -50,7 +51,8 @@ def seed(projects, environments, user, *, per_project: int, start: int = 0) -> N
                         release=release,
                         project=release.project,
                         environment=environment,
-                        status=Deployment.Status.SUCCEEDED if i % 7 else statuses[i % len(statuses)],
+                        state=Deployment.State.FINISHED,
+                        outcome=Deployment.Outcome.SUCCEEDED if i % 7 else outcomes[i % len(outcomes)],
                         requested_by=user,
                         required_approvals=environment.required_approvals,
                         finished_at=now,
@@ -79,7 +81,7 @@ def seed(projects, environments, user, *, per_project: int, start: int = 0) -> N
 
 
 def release_with_a_long_log(project, lines: int) -> Release:
-    release = Release.objects.create(project=project, version="9.9.9", ref="v9.9.9", build_state="built")
+    release = Release.objects.create(project=project, version="9.9.9", ref="v9.9.9", state="finished", outcome="built")
     for kind in ("sdist", "wheel"):
         Artifact.objects.create(
             release=release, filename=f"f-9.9.9.{kind}", kind=kind, size=1000, sha256="a" * 64, path=f"x/{kind}"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from releases.models import Deployment, Environment, Job, Project, Release, WebhookDelivery, WorkflowRun
 from releases.services.projects import environment_create, project_set_github
 from releases.services.webhooks import webhook_process
-from tests.conftest import wait_built, wait_final, wait_for
+from tests.conftest import served, wait_built, wait_final, wait_for
 from tests.support.sample import SampleRepo
 
 SECRET = "It's a Secret to Everybody"
@@ -97,8 +97,8 @@ def post(
 
 def process_queued() -> None:
     """What the worker does with the deliveries that were queued."""
-    for pk in WebhookDelivery.objects.filter(outcome=WebhookDelivery.Outcome.QUEUED).values_list("pk", flat=True):
-        webhook_process(pk)
+    for delivery in WebhookDelivery.objects.filter(state=WebhookDelivery.State.QUEUED):
+        webhook_process(delivery)
 
 
 @pytest.fixture
@@ -109,7 +109,11 @@ def hooked_project(project: Project) -> Project:
 @pytest.fixture
 def first_environment(db) -> Environment:
     return environment_create(
-        name="test-pypi", upload_url="http://127.0.0.1:9/up/", index_url="http://127.0.0.1:9/simple/", actor=None
+        name="test-pypi",
+        upload_url="http://127.0.0.1:9/up/",
+        index_url="http://127.0.0.1:9/simple/",
+        token="test-upload-token",
+        actor=None,
     )
 
 
@@ -121,11 +125,13 @@ def test_a_signed_release_event_creates_the_release_and_queues_its_publication(
 
     assert response.status_code == 202
     delivery = WebhookDelivery.objects.get()
-    assert delivery.accepted and delivery.outcome == WebhookDelivery.Outcome.QUEUED
+    assert delivery.accepted and delivery.state == WebhookDelivery.State.QUEUED
     assert (delivery.event, delivery.action) == ("release", "published")
     assert "X-Hub-Signature-256" in delivery.headers
-    assert len(callbacks) == 1  # the task carries the delivery's id only
-    assert not Job.objects.exists()  # nothing was done in the request itself
+    # The work is a job: its id alone goes to the workers, and nothing was
+    # done in the request itself.
+    assert len(callbacks) == 1
+    assert list(Job.objects.values_list("kind", "delivery", "release")) == [(Job.Kind.WEBHOOK, delivery.pk, None)]
 
     process_queued()
 
@@ -133,7 +139,7 @@ def test_a_signed_release_event_creates_the_release_and_queues_its_publication(
     assert (release.version, release.ref) == ("1.2.0", "v1.2.0")
     assert Job.objects.filter(release=release, kind=Job.Kind.BUILD).count() == 1
     deployment = Deployment.objects.get(release=release)
-    assert deployment.environment == first_environment and deployment.status == Deployment.Status.QUEUED
+    assert deployment.environment == first_environment and deployment.state == Deployment.State.QUEUED
     delivery.refresh_from_db()
     assert delivery.outcome == WebhookDelivery.Outcome.DONE and delivery.release == release
 
@@ -217,7 +223,8 @@ def test_a_replayed_delivery_is_answered_200_and_does_nothing(client, hooked_pro
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["outcome"] == WebhookDelivery.Outcome.DUPLICATE
     assert Release.objects.count() == 1
-    assert Job.objects.count() == 1
+    assert Job.objects.filter(kind=Job.Kind.BUILD).count() == 1
+    assert Job.objects.filter(kind=Job.Kind.WEBHOOK).count() == 1  # the first delivery's only
     assert Deployment.objects.count() == 1
 
 
@@ -243,8 +250,10 @@ def test_a_get_is_refused(client, hooked_project):
 
 
 def test_a_workflow_run_event_updates_the_tracked_run(client, hooked_project, first_environment):
-    release = Release.objects.create(project=hooked_project, version="1.0.0", ref="v1.0.0", build_state="built")
-    deployment = Deployment.objects.create(release=release, environment=first_environment, status="uploading")
+    release = Release.objects.create(
+        project=hooked_project, version="1.0.0", ref="v1.0.0", state="finished", outcome="built"
+    )
+    deployment = Deployment.objects.create(release=release, environment=first_environment, state="uploading")
     run = WorkflowRun.objects.create(
         deployment=deployment,
         repository="acme/sample-pkg",
@@ -321,12 +330,12 @@ def test_a_signed_release_webhook_for_v1_2_0_ends_built_published_and_verified(
     assert wait_built(release).is_built  # type: ignore[arg-type]
     deployment = wait_for(lambda: Deployment.objects.filter(release=release).first())
     deployment = wait_final(deployment)  # type: ignore[arg-type]
-    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
     assert deployment.environment.name == "test-pypi"
     assert deployment.requested_by is None  # nobody clicked
     artifacts = {a.filename: a.sha256 for a in release.artifacts.all()}  # type: ignore[union-attr]
     assert set(artifacts) == {"sample_pkg-1.2.0.tar.gz", "sample_pkg-1.2.0-py3-none-any.whl"}
-    assert deployment.summary["verify"]["files"] == artifacts
+    assert served(deployment) == artifacts
     for filename in artifacts:
         assert devpi.stored_count(index_account, filename) == 1
     assert WebhookDelivery.objects.get().outcome == WebhookDelivery.Outcome.DONE

@@ -17,13 +17,13 @@ from django.db import connection
 from django.urls import reverse
 
 from releases.models import Artifact, Deployment, Environment, Job, JobLogLine, Project, Release, WorkflowRun
-from releases.pipeline.tools import uv_bin
 from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create, project_set_github
 from releases.services.releases import release_create
 from releases.services.workflow_runs import workflow_run_adopt, workflow_run_from_webhook, workflow_run_reserve
-from tests.conftest import wait_built, wait_final, wait_for
+from releases.steps.tools import uv_bin
+from tests.conftest import served, wait_built, wait_final, wait_for
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.github_standin import GitHubStandIn, Run
 from tests.support.sample import SampleRepo, git
@@ -76,7 +76,7 @@ def log_of(job: Job) -> list[str]:
 def built_release(project: Project, github: GitHubStandIn) -> Release:
     """A release recorded as built (no build run): enough for dispatch tests."""
     release = Release.objects.create(
-        project=project, version="1.0.0", ref="v1.0.0", commit=github.refs["v1.0.0"], build_state="built"
+        project=project, version="1.0.0", ref="v1.0.0", commit=github.refs["v1.0.0"], state="finished", outcome="built"
     )
     Artifact.objects.create(
         release=release, filename="sample_pkg-1.0.0.tar.gz", kind="sdist", size=1, sha256="a" * 64, path="x"
@@ -103,7 +103,7 @@ def test_workflow_publish_dispatches_tracks_stores_logs_and_verifies(
 
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
     # Dispatched once, on the release's tag, with the environment's input and the project's own.
     assert github.dispatches == [
         {"ref": "v1.0.0", "inputs": {"environment": "test-pypi", "python": "3.12"}, "return_run_details": True}
@@ -123,7 +123,7 @@ def test_workflow_publish_dispatches_tracks_stores_logs_and_verifies(
     # Verified by the console itself on the index, with the digests found there.
     verify = deployment.jobs.get(kind=Job.Kind.VERIFY)
     assert "imported sample_pkg" in log_of(verify)
-    assert deployment.summary["verify"]["files"] == {a.filename: a.sha256 for a in release.artifacts.all()}
+    assert served(deployment) == {a.filename: a.sha256 for a in release.artifacts.all()}
     actions = list(deployment.release.audit_events.values_list("action", flat=True))
     assert "workflow.dispatched" in actions and "workflow.completed" in actions
 
@@ -134,7 +134,7 @@ def test_a_failed_run_fails_the_deployment_naming_the_job_and_step(worker, workf
 
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "ended 'failure'" in deployment.reason
     assert "job 'publish'" in deployment.reason and "step 'Publish to PyPI'" in deployment.reason
     assert "https://github.com/acme/sample-pkg/actions/runs/" in deployment.reason
@@ -166,7 +166,7 @@ def test_a_run_is_found_by_listing_when_the_dispatch_answers_204(workflow_projec
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.UPLOADING
+    assert deployment.state == Deployment.State.UPLOADING
     assert WorkflowRun.objects.get(deployment=deployment).run_id == github.runs[0].id
     assert github.count("GET", "/actions/workflows/161335/runs") >= 1
     assert Job.objects.filter(deployment=deployment, kind=Job.Kind.TRACK, state=Job.State.QUEUED).exists()
@@ -213,7 +213,7 @@ def test_the_dispatch_waits_for_approvals_like_an_upload(workflow_project, githu
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "Not dispatched" in deployment.reason
     assert github.dispatches == []
 
@@ -229,7 +229,7 @@ def test_a_workflow_without_a_dispatch_trigger_fails_with_a_422_explained(workfl
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "422" in deployment.reason and "on: workflow_dispatch" in deployment.reason
     assert not WorkflowRun.objects.exists()  # the workflow is free for the next dispatch
 
@@ -242,7 +242,7 @@ def test_a_wrong_workflow_file_fails_with_a_404_explained(workflow_project, gith
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "404" in deployment.reason and "release.yml" in deployment.reason
     assert github.dispatches == []
 
@@ -255,7 +255,7 @@ def test_a_bad_token_fails_with_a_401_explained_and_never_shown(workflow_project
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "401 Bad credentials" in deployment.reason
     assert "s" * 36 not in deployment.reason
     assert not JobLogLine.objects.filter(text__contains="s" * 36).exists()
@@ -269,7 +269,7 @@ def test_server_errors_are_retried_then_the_dispatch_goes_through(workflow_proje
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.UPLOADING
+    assert deployment.state == Deployment.State.UPLOADING
     assert github.count("GET", "/actions/workflows/publish.yml") == 3
     assert len(github.dispatches) == 1
 
@@ -285,7 +285,7 @@ def test_a_server_error_on_the_dispatch_is_not_replayed_and_the_started_run_is_f
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.UPLOADING
+    assert deployment.state == Deployment.State.UPLOADING
     assert github.count("POST", "/dispatches") == 1
     assert WorkflowRun.objects.get(deployment=deployment).run_id == github.runs[0].id
 
@@ -298,7 +298,7 @@ def test_server_errors_that_persist_fail_with_a_retry_later_message(workflow_pro
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "answered 503" in deployment.reason and "try again later" in deployment.reason
     assert github.count("GET", "/actions/workflows/publish.yml") == 4  # the first try and three retries
     assert github.dispatches == []
@@ -312,7 +312,7 @@ def test_a_secondary_rate_limit_with_retry_after_is_retried(workflow_project, gi
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.UPLOADING
+    assert deployment.state == Deployment.State.UPLOADING
     assert github.count("POST", "/dispatches") == 3
     assert len(github.dispatches) == 1
 
@@ -325,7 +325,7 @@ def test_a_token_without_actions_write_fails_with_a_403_explained(workflow_proje
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "403: Resource not accessible" in deployment.reason and "Actions read and write" in deployment.reason
     assert github.count("POST", "/dispatches") == 1  # a plain 403 is not retried
 
@@ -339,7 +339,7 @@ def test_a_429_with_retry_after_is_retried(workflow_project, github, first_envir
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.UPLOADING
+    assert deployment.state == Deployment.State.UPLOADING
     assert WorkflowRun.objects.get(deployment=deployment).run_id == github.runs[0].id
 
 
@@ -351,7 +351,7 @@ def test_a_used_up_rate_limit_fails_saying_when_it_resets(workflow_project, gith
 
     deployment = run_dispatch(deployment)
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "quota is used up until" in deployment.reason
     assert github.dispatches == []
 
@@ -378,8 +378,8 @@ def test_files_built_by_the_workflow_itself_are_verified_by_the_digests_found_on
 
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
-    assert deployment.summary["verify"]["files"] == published
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
+    assert served(deployment) == published
     for record in deployment.files.select_related("artifact"):
         assert record.index_sha256 == published[record.artifact.filename] != record.artifact.sha256
     verify = deployment.jobs.get(kind=Job.Kind.VERIFY)
@@ -420,7 +420,7 @@ def test_a_workflow_run_webhook_ends_the_wait_between_two_polls(workflow_project
     track.refresh_from_db()
     assert track.outcome == Job.Outcome.SUCCEEDED
     deployment.refresh_from_db()
-    assert deployment.status == Deployment.Status.VERIFYING
+    assert deployment.state == Deployment.State.VERIFYING
 
 
 def test_project_refs_offers_tags_then_branches_to_signed_in_people(

@@ -17,11 +17,11 @@ from django.conf import settings
 from django.core.management import call_command
 
 from releases.models import AuditEvent, Deployment, DeploymentFile, Job, JobLogLine, Release
-from releases.pipeline.tools import uv_bin
 from releases.services.deployments import deployment_request
 from releases.services.projects import project_create
 from releases.services.releases import release_create
-from tests.conftest import wait_built, wait_final
+from releases.steps.tools import uv_bin
+from tests.conftest import served, wait_built, wait_final
 from tests.support.sample import SampleRepo, git
 
 
@@ -36,11 +36,11 @@ def test_release_create_then_publish_ends_verified(worker, project, sandbox, dev
     artifacts = {a.filename: a for a in release.artifacts.all()}
     assert set(artifacts) == {"sample_pkg-1.0.0.tar.gz", "sample_pkg-1.0.0-py3-none-any.whl"}
     deployment = Deployment.objects.get(release=release)
-    assert deployment.status == Deployment.Status.SUCCEEDED
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED
     assert {f.state for f in deployment.files.all()} == {DeploymentFile.State.VERIFIED}
     # What the index serves is byte for byte what the console built.
-    assert deployment.summary["verify"]["files"] == {name: a.sha256 for name, a in artifacts.items()}
-    assert deployment.summary["verify"]["modules"] == ["sample_pkg"]
+    assert served(deployment) == {name: a.sha256 for name, a in artifacts.items()}
+    assert deployment.summary["modules"] == ["sample_pkg"]
     for name in artifacts:
         assert devpi.stored_count(index_account, name) == 1
     upload = Job.objects.get(deployment=deployment, kind=Job.Kind.UPLOAD)
@@ -58,12 +58,12 @@ def test_release_create_then_publish_ends_verified(worker, project, sandbox, dev
 def test_publishing_the_same_release_again_sends_no_file(worker, project, sandbox, devpi, index_account):
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
     first = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
-    assert first.status == Deployment.Status.SUCCEEDED
+    assert first.outcome == Deployment.Outcome.SUCCEEDED
     posts_before = devpi.upload_requests(index_account)
 
     second = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert second.status == Deployment.Status.SUCCEEDED
+    assert second.outcome == Deployment.Outcome.SUCCEEDED
     assert {f.state for f in second.files.all()} == {DeploymentFile.State.VERIFIED}
     upload = Job.objects.get(deployment=second, kind=Job.Kind.UPLOAD)
     skipped = JobLogLine.objects.filter(job=upload, text__endswith="already on the index with the same sha256, skipped")
@@ -92,15 +92,15 @@ def test_a_different_file_under_the_same_name_fails_clearly_and_is_not_overwritt
 
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "already has a different sample_pkg-1.0.0.tar.gz" in deployment.reason
     assert "Nothing was overwritten" in deployment.reason
     record = deployment.files.get(artifact=sdist)
-    assert record.state == DeploymentFile.State.CONFLICT
+    assert record.state == DeploymentFile.State.STOPPED
     assert record.index_sha256 == foreign_digest
     # The wheel was never sent after the sdist conflict, and the sdist is still the foreign one.
     assert deployment.files.get(artifact__kind="wheel").state == DeploymentFile.State.PENDING
-    from releases.pipeline.index_client import list_files
+    from releases.clients.index import list_files
 
     assert list_files(index_account.simple_url, project.name)[sdist.filename].sha256 == foreign_digest
 
@@ -108,30 +108,30 @@ def test_a_different_file_under_the_same_name_fails_clearly_and_is_not_overwritt
 @pytest.mark.parametrize("ref", ["no-such-tag"])
 def test_a_missing_ref_fails_the_build_with_a_reason(worker, project, ref):
     release = wait_built(release_create(project=project, version="1.0.0", ref=ref, actor=None))
-    assert release.build_state == Release.BuildState.FAILED
-    assert "does not exist" in release.build_error
+    assert release.outcome == Release.Outcome.FAILED
+    assert "does not exist" in release.reason
 
 
 def test_a_version_that_differs_from_the_metadata_is_refused(worker, project):
     release = wait_built(release_create(project=project, version="2.0.0", ref="v1.0.0", actor=None))
-    assert release.build_state == Release.BuildState.FAILED
-    assert "this release is sample-pkg 2.0.0" in release.build_error
+    assert release.outcome == Release.Outcome.FAILED
+    assert "this release is sample-pkg 2.0.0" in release.reason
     assert not release.artifacts.exists()
 
 
 def test_twine_check_warnings_are_kept_and_fail_a_strict_project(worker, project, sample_repo):
     sample_repo.commit_version("1.1.0", tag="v1.1.0", readme="")
     release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
-    assert release.build_state == Release.BuildState.BUILT
-    assert "`long_description` missing." in release.build_warnings
+    assert release.outcome == Release.Outcome.BUILT
+    assert "`long_description` missing." in release.warnings
 
     project.strict_checks = True
     project.save(update_fields=["strict_checks"])
     sample_repo.commit_version("1.2.0", tag="v1.2.0", readme="")
     strict = wait_built(release_create(project=project, version="1.2.0", ref="v1.2.0", actor=None))
-    assert strict.build_state == Release.BuildState.FAILED
-    assert "twine check warned, and this project is strict" in strict.build_error
-    assert "`long_description` missing." in strict.build_error
+    assert strict.outcome == Release.Outcome.FAILED
+    assert "twine check warned, and this project is strict" in strict.reason
+    assert "`long_description` missing." in strict.reason
     assert not strict.artifacts.exists()
 
 
@@ -150,8 +150,8 @@ def test_a_wheel_that_cannot_be_built_from_the_sdist_fails_the_build(worker, pro
     git(sample_repo.path, "tag", "v1.1.0")
 
     release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
-    assert release.build_state == Release.BuildState.FAILED
-    assert "uv build --wheel" in release.build_error
+    assert release.outcome == Release.Outcome.FAILED
+    assert "uv build --wheel" in release.reason
     assert "requirements.txt" in build_log(release)
     assert not release.artifacts.exists()
 
@@ -173,7 +173,7 @@ def test_a_project_reuses_its_build_environment_until_its_build_requirements_cha
     for version in ("1.0.0", "1.1.0"):
         repo.commit_version(version, tag=f"v{version}")
         release = wait_built(release_create(project=project, version=version, ref=f"v{version}", actor=None))
-        assert release.build_state == Release.BuildState.BUILT, release.build_error
+        assert release.outcome == Release.Outcome.BUILT, release.reason
         logs.append(build_log(release))
     assert "making a build environment for setuptools>=61" in logs[0]
     assert not stale.exists()
@@ -188,7 +188,7 @@ def test_a_project_reuses_its_build_environment_until_its_build_requirements_cha
     git(repo.path, "commit", "--quiet", "-am", "wheel too")
     git(repo.path, "tag", "v1.2.0")
     release = wait_built(release_create(project=project, version="1.2.0", ref="v1.2.0", actor=None))
-    assert release.build_state == Release.BuildState.BUILT, release.build_error
+    assert release.outcome == Release.Outcome.BUILT, release.reason
     assert "making a build environment for setuptools>=61, wheel" in build_log(release)
 
 
@@ -207,7 +207,7 @@ def test_a_build_that_fails_in_a_broken_cached_environment_is_built_in_isolation
 
     repo.commit_version("1.1.0", tag="v1.1.0")
     release = wait_built(release_create(project=project, version="1.1.0", ref="v1.1.0", actor=None))
-    assert release.build_state == Release.BuildState.BUILT, release.build_error
+    assert release.outcome == Release.Outcome.BUILT, release.reason
     assert "the cached build environment could not build it; building again in isolation" in build_log(release)
 
     repo.commit_version("1.2.0", tag="v1.2.0")

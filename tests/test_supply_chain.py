@@ -24,14 +24,15 @@ from releases.models import (
     Severity,
     VulnerabilityFinding,
 )
-from releases.pipeline import checks
 from releases.selectors.supply import sbom_components, sbom_diff
-from releases.services.approvals import artifact_digests
-from releases.services.deployments import deployment_request, deployment_start, deployment_transition
+from releases.services.approvals import approval_give, artifact_digests
+from releases.services.deployments import deployment_request
 from releases.services.releases import release_create
 from releases.services.scans import scan_pending
+from releases.steps import checks
 from tests.conftest import index_environment, wait_built, wait_final, wait_for
 from tests.support.devpi import DevpiServer, IndexAccount
+from tests.support.people import make_user
 from tests.support.sample import SampleRepo, build_wheel
 
 
@@ -45,9 +46,9 @@ def publish_dependency(devpi: DevpiServer, account: IndexAccount, root: Path, na
 def ship(project, sample_repo: SampleRepo, environment: Environment, version: str, dependencies: list[str]) -> Release:
     sample_repo.commit_version(version, tag=f"v{version}", dependencies=dependencies)
     release = wait_built(release_create(project=project, version=version, ref=f"v{version}", actor=None))
-    assert release.is_built, release.build_error
+    assert release.is_built, release.reason
     deployment = wait_final(deployment_request(release=release, environment=environment, actor=None))
-    assert deployment.status == Deployment.Status.SUCCEEDED, deployment.reason
+    assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
     return release
 
 
@@ -155,14 +156,14 @@ def test_an_unreachable_scan_is_retried_and_the_policy_blocks_a_production_push(
     assert scan_pending() == [release.pk]
     scan = wait_for(lambda: Job.objects.filter(release=release, kind=Job.Kind.SCAN, state="finished").first())
     assert scan.outcome == Job.Outcome.FAILED
-    assert "answered 503" in scan.error and "will be retried" in scan.error
+    assert "answered 503" in scan.reason and "will be retried" in scan.reason
 
     osv_clean.failing = False
     assert scan_pending() == [release.pk]
     retried = wait_for(
         lambda: Job.objects.filter(release=release, kind=Job.Kind.SCAN, state="finished").exclude(pk=scan.pk).first()
     )
-    assert retried.outcome == Job.Outcome.SUCCEEDED, retried.error
+    assert retried.outcome == Job.Outcome.SUCCEEDED, retried.reason
     assert Sbom.objects.get(release=release).scanned_at is not None
     with pytest.raises(ValidationError, match="GHSA-cccc-dddd-eeee"):
         deployment_request(release=release, environment=production, actor=None)
@@ -172,24 +173,21 @@ def test_an_unreachable_scan_is_retried_and_the_policy_blocks_a_production_push(
     # policy was off is refused once the policy is on, before any upload.
     Environment.objects.filter(pk=production.pk).update(block_severity=BlockSeverity.NONE, required_approvals=1)
     production.refresh_from_db()
-    requester = django_user_model.objects.create_user("requester")
-    approver = django_user_model.objects.create_user("approver")
+    requester = make_user("requester", "releaser")
+    approver = make_user("approver", approver=True)
     deployment = deployment_request(release=release, environment=production, actor=requester)
-    assert deployment.status == Deployment.Status.PENDING_APPROVAL
+    assert deployment.state == Deployment.State.PENDING_APPROVAL
     Environment.objects.filter(pk=production.pk).update(block_severity=BlockSeverity.CRITICAL)
-    Approval.objects.create(
-        deployment=deployment,
-        approver=approver,
-        requested_by=requester,
-        decision=Approval.Decision.APPROVE,
-        digests=artifact_digests(deployment),
+    approval_give(
+        deployment,
+        approver,
+        Approval.Decision.APPROVE,
+        digests_seen=artifact_digests(deployment),
+        second_factor_verified=True,
     )
-    deployment_transition(deployment, Deployment.Status.APPROVED, actor=approver)
-    deployment_transition(deployment, Deployment.Status.QUEUED)
-    deployment_start(deployment)
 
     deployment = wait_final(deployment)
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert "Not uploaded" in deployment.reason and "GHSA-cccc-dddd-eeee" in deployment.reason
     assert devpi.upload_requests(production_account) == 0
 
@@ -203,14 +201,14 @@ def test_a_project_page_that_does_not_answer_fails_the_deployment_with_the_check
     sandbox.refresh_from_db()
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
     first = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
-    assert first.status == Deployment.Status.SUCCEEDED, first.reason
+    assert first.outcome == Deployment.Outcome.SUCCEEDED, first.reason
     page_check = CheckResult.objects.get(deployment=first, name=checks.PROJECT_PAGE)
     assert page_check.passed and "answered 200" in page_check.detail
 
     Environment.objects.filter(pk=sandbox.pk).update(project_url_template=good + "/no-such-page")
     second = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert second.status == Deployment.Status.FAILED
+    assert second.outcome == Deployment.Outcome.FAILED
     assert "Post-publication checks failed. project page answers:" in second.reason
     assert "answered 404" in second.reason
     failed = CheckResult.objects.get(deployment=second, name=checks.PROJECT_PAGE)
@@ -227,11 +225,11 @@ def test_a_release_that_does_not_import_fails_verify_and_stores_no_sbom(worker, 
     # import that fails throws its result away.
     sample_repo.commit_version("1.3.0", tag="v1.3.0", body="raise ImportError('needs a config file')\n")
     release = wait_built(release_create(project=project, version="1.3.0", ref="v1.3.0", actor=None))
-    assert release.is_built, release.build_error
+    assert release.is_built, release.reason
 
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert deployment.status == Deployment.Status.FAILED
+    assert deployment.outcome == Deployment.Outcome.FAILED
     assert deployment.reason.startswith("Verify failed:")
     assert "ImportError: needs a config file" in deployment.reason
     assert not Sbom.objects.filter(release=release).exists()

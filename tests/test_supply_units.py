@@ -13,6 +13,8 @@ from django.core.management import CommandError, call_command
 from django.template import Context, Template
 from django.utils import timezone
 
+from releases.clients import osv
+from releases.clients.http import RetryPolicy
 from releases.models import (
     CheckResult,
     Credential,
@@ -23,11 +25,11 @@ from releases.models import (
     Severity,
     VulnerabilityAlert,
 )
-from releases.pipeline import checks, osv
 from releases.services.credentials import credential_create, credential_reveal
 from releases.services.monitoring import credentials_age_check, downloads_fetch
 from releases.services.scans import vulnerabilities_recheck
 from releases.services.supply import check_record
+from releases.steps import checks
 from tests.support.sample import SampleRepo, build_wheel
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +96,9 @@ def test_a_valid_restructuredtext_readme_passes_the_readme_check(tmp_path):
 
 
 def _shipped_release(project, version: str, components: list[tuple[str, str]]) -> Release:
-    release = Release.objects.create(project=project, version=version, ref=f"v{version}", build_state="built")
+    release = Release.objects.create(
+        project=project, version=version, ref=f"v{version}", state="finished", outcome="built"
+    )
     document = {
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
@@ -109,7 +113,9 @@ def test_a_shipped_version_that_gains_a_vulnerability_raises_one_alert_and_one_e
 ):
     django_user_model.objects.create_superuser("admin", "admin@example.org", "pw-for-tests-only")
     release = _shipped_release(project, "1.0.0", [("sample-pkg", "1.0.0"), ("tiny-dep", "1.0")])
-    Deployment.objects.create(release=release, environment=sandbox, status=Deployment.Status.SUCCEEDED)
+    Deployment.objects.create(
+        release=release, environment=sandbox, state=Deployment.State.FINISHED, outcome=Deployment.Outcome.SUCCEEDED
+    )
     assert vulnerabilities_recheck() == {"checked": 1, "failed": 0, "new": 0}
 
     osv_clean.add(
@@ -194,15 +200,16 @@ def test_download_counts_are_stored_daily_and_drawn_as_a_python_version_adoption
     assert "Python 3.12 50.0%" in svg
 
 
-def test_an_unreachable_vulnerability_service_is_a_transient_error_that_says_so(settings):
-    settings.OSV_API_URL = "http://127.0.0.1:9"
+def test_an_unreachable_vulnerability_service_is_a_transient_error_that_says_so():
     with pytest.raises(osv.TransientError, match="could not be reached"):
-        osv.query_batch(["pkg:pypi/requests@2.0.0"])
+        osv.query_batch("http://127.0.0.1:9", ["pkg:pypi/requests@2.0.0"], policy=RetryPolicy(attempts=2, backoff=0.01))
 
 
 def test_a_failed_check_is_shown_with_its_reason_on_the_summary_page(project, sandbox, admin_client):
-    release = Release.objects.create(project=project, version="1.0.0", ref="v1.0.0", build_state="built")
-    deployment = Deployment.objects.create(release=release, environment=sandbox, status=Deployment.Status.FAILED)
+    release = Release.objects.create(project=project, version="1.0.0", ref="v1.0.0", state="finished", outcome="built")
+    deployment = Deployment.objects.create(
+        release=release, environment=sandbox, state=Deployment.State.FINISHED, outcome=Deployment.Outcome.FAILED
+    )
     check_record(deployment, checks.README_RENDERS, passed=False, detail="line 4: Unknown | directive", seconds=0.01)
 
     page = admin_client.get(f"/deployments/{deployment.pk}/summary/").content.decode()
@@ -227,7 +234,7 @@ def test_a_paged_batch_answer_is_followed_to_its_last_page(osv_clean):
     osv_clean.add("GHSA-other", "other", "2.0")
     osv_clean.page_size = 2
 
-    found = osv.query_batch(["pkg:pypi/tiny-dep@1.0", "pkg:pypi/clean@1.0", "pkg:pypi/other@2.0"])
+    found = osv.query_batch(settings.OSV_API_URL, ["pkg:pypi/tiny-dep@1.0", "pkg:pypi/clean@1.0", "pkg:pypi/other@2.0"])
 
     assert found == [[f"GHSA-page-{n}" for n in range(5)], [], ["GHSA-other"]]
     assert sum(1 for method, path, _ in osv_clean.requests if path == "/v1/querybatch") == 3

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
-from releases.pipeline.build_env import build_requirements
-from releases.pipeline.index_client import JSON_TYPE, parse_project_page
 from releases.redaction import redact, register_secret
+from releases.steps.build_env import build_requirements
 from releases.validators import clean_ref, clean_version
 
 
@@ -46,23 +46,6 @@ def test_a_long_text_is_redacted_like_each_of_its_lines():
     assert "[redacted]" in redact(lines[1]) and token not in redact("\n".join(lines))
 
 
-def test_simple_api_json_gives_filenames_and_digests():
-    body = (
-        '{"meta":{"api-version":"1.0"},"name":"x","files":[{"filename":"x-1.0.tar.gz",'
-        '"url":"../../+f/017/x-1.0.tar.gz","hashes":{"sha256":"ABCDEF"}}]}'
-    )
-    files = parse_project_page(body, JSON_TYPE, "http://i/u/dev/+simple/x/")
-    assert files["x-1.0.tar.gz"].sha256 == "abcdef"
-    assert files["x-1.0.tar.gz"].url == "http://i/u/dev/+f/017/x-1.0.tar.gz"
-
-
-def test_simple_api_html_fallback_reads_the_sha256_fragment():
-    body = '<html><body><a href="/f/x-1.0-py3-none-any.whl#sha256=00ff" data-requires-python="">x-1.0-py3-none-any.whl</a></body></html>'
-    files = parse_project_page(body, "text/html", "http://i/simple/x/")
-    assert files["x-1.0-py3-none-any.whl"].sha256 == "00ff"
-    assert files["x-1.0-py3-none-any.whl"].url == "http://i/f/x-1.0-py3-none-any.whl"
-
-
 @pytest.mark.parametrize("version", ["v1.0", "1.0 ", "01.0", "1.0.0-rc1", ""])
 def test_versions_must_be_normalized_pep440(version):
     with pytest.raises(ValidationError):
@@ -91,6 +74,9 @@ def test_audit_events_form_a_verifiable_chain():
     events = list(AuditEvent.objects.order_by("id"))
     assert [e.previous_hash for e in events[1:]] == [e.hash for e in events[:-1]]
     assert audit_verify_chain() is None
+    with connection.cursor() as cursor:
+        # The database refuses the change (its audit triggers), unless a superuser switches them off.
+        cursor.execute("SET LOCAL session_replication_role = replica")
     AuditEvent.objects.filter(pk=events[1].pk).update(data={"n": 99})
     broken = audit_verify_chain()
     assert broken is not None

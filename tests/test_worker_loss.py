@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from releases.models import Deployment, DeploymentFile, Job, Release
 from releases.services.deployments import deployment_request
-from releases.services.jobs import jobs_reap
+from releases.services.reaper import jobs_reap
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final, wait_for
 
@@ -13,7 +13,7 @@ def test_a_worker_killed_mid_upload_ends_the_deployment_and_the_index_holds_each
     worker, project, sandbox, devpi, index_account
 ):
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=None))
-    assert release.build_state == Release.BuildState.BUILT
+    assert release.outcome == Release.Outcome.BUILT
     deployment = deployment_request(release=release, environment=sandbox, actor=None)
 
     # Kill the worker once the sdist is on the index and the upload job is still running.
@@ -28,7 +28,7 @@ def test_a_worker_killed_mid_upload_ends_the_deployment_and_the_index_holds_each
     worker.start()
     final = wait_final(deployment, timeout=120)
 
-    assert final.status == Deployment.Status.SUCCEEDED, final.reason
+    assert final.outcome == Deployment.Outcome.SUCCEEDED, final.reason
     upload = Job.objects.get(deployment=deployment, kind=Job.Kind.UPLOAD)
     assert upload.attempts == 2
     for artifact in release.artifacts.all():
@@ -48,7 +48,7 @@ def test_a_job_whose_worker_never_returns_fails_with_a_reason_after_its_attempts
     from django.utils import timezone
 
     stuck_release = wait_built(release_create(project=project, version="1.0.0.post1", ref="v1.0.0", actor=None))
-    assert stuck_release.build_state == Release.BuildState.FAILED  # metadata says 1.0.0
+    assert stuck_release.outcome == Release.Outcome.FAILED  # metadata says 1.0.0
     job = Job.objects.create(
         kind=Job.Kind.BUILD,
         release=stuck_release,
@@ -61,7 +61,7 @@ def test_a_job_whose_worker_never_returns_fails_with_a_reason_after_its_attempts
     assert job.pk in report.failed
     assert job.state == Job.State.FINISHED
     assert job.outcome == Job.Outcome.FAILED
-    assert "stopped answering" in job.error
+    assert "stopped answering" in job.reason
 
 
 def test_a_queued_job_whose_message_the_broker_lost_is_sent_again_by_the_reaper(worker, project):
@@ -78,5 +78,5 @@ def test_a_queued_job_whose_message_the_broker_lost_is_sent_again_by_the_reaper(
 
     assert report.resent == [job.pk]
     built = wait_built(release)
-    assert built.build_state == Release.BuildState.BUILT
+    assert built.outcome == Release.Outcome.BUILT
     assert Job.objects.get(pk=job.pk).attempts == 1

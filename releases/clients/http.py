@@ -30,6 +30,9 @@ class RetryPolicy:
     attempts: int = 4
     backoff: float = 0.5  # the first wait; each next one doubles
     max_wait: float = 30.0  # no single wait is longer, Retry-After included
+    # Statuses that mean "not yet" for this caller alone: a project page
+    # answers 404 until the index's cache has the new version.
+    also: frozenset[int] = frozenset()
 
     def wait(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -56,22 +59,29 @@ def request(
 
     ``what`` names the remote system in the error a person reads ("the
     index at https://test.pypi.org/simple/"). Returns the first answer that
-    is not transient, whatever its status; raises TransientError once the
-    attempts are spent.
+    is not transient, whatever its status (or, for the caller's own "not
+    yet" statuses, the last one once the attempts are spent); raises
+    TransientError once the attempts are spent on failures.
     """
     sender = session or requests
     error = ""
+    waited_out: requests.Response | None = None
     for attempt in range(1, policy.attempts + 1):
         retry_after: str | None = None
+        waited_out = None
         try:
             response = sender.request(method, url, headers=dict(headers or {}), timeout=timeout, **kwargs)
         except requests.RequestException as exc:
             error = f"{what} could not be reached ({type(exc).__name__})"
         else:
-            if not is_transient_status(response.status_code):
+            if response.status_code in policy.also:
+                waited_out = response
+            elif not is_transient_status(response.status_code):
                 return response
             error = f"{what} answered {response.status_code} for {url}"
             retry_after = response.headers.get("Retry-After")
         if attempt < policy.attempts:
             time.sleep(policy.wait(attempt, retry_after))
+    if waited_out is not None:
+        return waited_out
     raise TransientError(f"{error}, {policy.attempts} times; try again later.")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from releases.models.audit import AuditChainHead, AuditEvent
-from releases.models.deployments import Approval, Deployment, DeploymentFile
+from releases.models.access import FailureTally
+from releases.models.audit import AuditAction, AuditChainHead, AuditEvent
+from releases.models.deployments import (
+    APPROVE_PERMISSION,
+    PUBLISH_PERMISSION,
+    REQUEST_PERMISSION,
+    Approval,
+    Deployment,
+    DeploymentFile,
+    ShippedSummary,
+)
 from releases.models.github import WebhookDelivery, WorkflowRun
 from releases.models.jobs import Job, JobLogLine
 from releases.models.projects import Credential, Environment, Project
@@ -12,8 +21,12 @@ from releases.models.severity import BlockSeverity, Severity
 from releases.models.supply import CheckResult, DownloadCount, Sbom, VulnerabilityAlert, VulnerabilityFinding
 
 __all__ = [
+    "APPROVE_PERMISSION",
+    "PUBLISH_PERMISSION",
+    "REQUEST_PERMISSION",
     "Approval",
     "Artifact",
+    "AuditAction",
     "AuditChainHead",
     "AuditEvent",
     "BlockSeverity",
@@ -23,12 +36,14 @@ __all__ = [
     "DeploymentFile",
     "DownloadCount",
     "Environment",
+    "FailureTally",
     "Job",
     "JobLogLine",
     "Project",
     "Release",
     "Sbom",
     "Severity",
+    "ShippedSummary",
     "VulnerabilityAlert",
     "VulnerabilityFinding",
     "WebhookDelivery",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -9,35 +9,76 @@ from django.db.models import F, Q
 from releases.models.projects import Environment, Project
 from releases.models.releases import Artifact, Release
 
+# The permissions behind the roles' actions (releases.services.roles).
+PUBLISH_PERMISSION = "releases.publish_deployment"
+REQUEST_PERMISSION = "releases.request_deployment"
+APPROVE_PERMISSION = "releases.approve_deployment"
+
+
+class ShippedFile(TypedDict):
+    sha256: str  # the console's build
+    index_sha256: str  # what the index served when verified
+    size: int
+    state: str
+    url: str
+
+
+class ShippedCheck(TypedDict):
+    passed: bool
+    detail: str
+
+
+class ShippedWorkflow(TypedDict):
+    repository: str
+    workflow: str
+    run_id: int | None
+    html_url: str
+    conclusion: str
+
+
+class ShippedSummary(TypedDict):
+    """``Deployment.summary``: what shipped, written once when it succeeds."""
+
+    version: str
+    environment: str
+    index_url: str
+    files: dict[str, ShippedFile]
+    modules: list[str]
+    steps: dict[str, float]
+    checks: dict[str, ShippedCheck]
+    sbom_components: int | None
+    workflow: ShippedWorkflow | None
+    finished_at: str
+
 
 class Deployment(models.Model):
     """A release sent to an environment.
 
-    ``status`` says where it is; ``reason`` says why it ended the way it
-    did. Only ``releases.services.deployments.deployment_transition``
-    changes ``status``.
+    ``state`` says where it is; once ``finished``, ``outcome`` says how it
+    ended and ``reason`` why. Only ``releases.services.lifecycle.transition``
+    changes them, by the table there.
     """
 
-    class Status(models.TextChoices):
+    class State(models.TextChoices):
         PENDING_APPROVAL = "pending_approval", "Pending approval"
         APPROVED = "approved", "Approved"
         QUEUED = "queued", "Queued"
         UPLOADING = "uploading", "Uploading"
         VERIFYING = "verifying", "Verifying"
+        FINISHED = "finished", "Finished"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "—"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         CANCELLED = "cancelled", "Cancelled"
         EXPIRED = "expired", "Expired"
 
-    ACTIVE_STATUSES = (
-        Status.PENDING_APPROVAL,
-        Status.APPROVED,
-        Status.QUEUED,
-        Status.UPLOADING,
-        Status.VERIFYING,
-    )
-    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED)
+    # Where a deployment is while it moves: every state but FINISHED.
+    ACTIVE_STATES = (State.PENDING_APPROVAL, State.APPROVED, State.QUEUED, State.UPLOADING, State.VERIFYING)
+    # Moving without waiting for a person: the release page follows these live.
+    RUNNING_STATES = (State.APPROVED, State.QUEUED, State.UPLOADING, State.VERIFYING)
 
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
     # The release's project, kept beside it so that the dashboard finds each
@@ -46,14 +87,18 @@ class Deployment(models.Model):
     # never changes project.
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="+", editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
-    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    state = models.CharField(max_length=20, choices=State.choices, db_index=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True)
     reason = models.TextField(blank=True, help_text="Why it ended as it did.")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     required_approvals = models.PositiveSmallIntegerField(default=0, help_text="Copied from the environment.")
     expires_at = models.DateTimeField(null=True, blank=True)
-    summary = models.JSONField(default=dict, blank=True)
+    verified_modules = models.JSONField(default=list, blank=True, help_text="The modules verify imported.")
+    summary = models.JSONField(
+        default=dict, blank=True, help_text="What shipped (DeploymentSummary), written once when it succeeds."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -69,17 +114,22 @@ class Deployment(models.Model):
             # A double click, or two people at once, start one deployment.
             models.UniqueConstraint(
                 fields=["release", "environment"],
-                condition=Q(status__in=["pending_approval", "approved", "queued", "uploading", "verifying"]),
+                condition=~Q(state="finished"),
                 name="deployment_one_active_per_environment",
+            ),
+            models.CheckConstraint(
+                condition=Q(state="finished", outcome__in=["succeeded", "failed", "rejected", "cancelled", "expired"])
+                | (~Q(state="finished") & Q(outcome="")),
+                name="deployment_outcome_when_finished",
             ),
         ]
         indexes = [
-            models.Index(fields=["environment", "status", "-created_at"]),
+            models.Index(fields=["environment", "state", "-created_at"], name="deployment_environment_state"),
             models.Index(fields=["requested_by", "-created_at"]),
             models.Index(fields=["project", "environment", "-id"], name="deployment_board_latest"),
             models.Index(
                 fields=["project", "environment", "-id"],
-                condition=Q(status="succeeded"),
+                condition=Q(outcome="succeeded"),
                 name="deployment_board_live",
             ),
         ]
@@ -94,7 +144,25 @@ class Deployment(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
+        return self.state != self.State.FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == self.Outcome.SUCCEEDED
+
+    @property
+    def awaits_approval(self) -> bool:
+        return self.state == self.State.PENDING_APPROVAL
+
+    @property
+    def label(self) -> str:
+        """Where it is, or how it ended: the one word pages show."""
+        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()
+
+    @property
+    def label_key(self) -> str:
+        """The value behind ``label``, for a badge's colour."""
+        return self.outcome if self.state == self.State.FINISHED else self.state
 
 
 class Approval(models.Model):
@@ -130,20 +198,27 @@ class Approval(models.Model):
 
 
 class DeploymentFile(models.Model):
-    """What happened to one artifact in one deployment."""
+    """What happened to one artifact in one deployment: where it is
+    (``state``) and how it got there or stopped (``outcome``)."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
+        ON_INDEX = "on_index", "On the index"
+        VERIFIED = "verified", "Installed and checked"
+        STOPPED = "stopped", "Not sent"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "—"
         UPLOADED = "uploaded", "Uploaded"
         SKIPPED = "skipped", "Already on the index (same sha256)"
         CONFLICT = "conflict", "Different file on the index"
         FAILED = "failed", "Failed"
-        VERIFIED = "verified", "Installed and checked"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="files")
     artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    message = models.TextField(blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    reason = models.TextField(blank=True)
     index_sha256 = models.CharField(max_length=64, blank=True)
     url = models.URLField(max_length=500, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -153,3 +228,13 @@ class DeploymentFile(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["deployment", "artifact"], name="deployment_file_unique"),
         ]
+
+    @property
+    def label(self) -> str:
+        if self.state in (self.State.PENDING, self.State.VERIFIED):
+            return self.get_state_display()
+        return self.get_outcome_display()
+
+    @property
+    def label_key(self) -> str:
+        return self.state if self.state in (self.State.PENDING, self.State.VERIFIED) else self.outcome

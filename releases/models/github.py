@@ -49,10 +49,19 @@ class WorkflowRun(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """One request to the GitHub webhook endpoint, valid or not, kept for admins."""
+    """One request to the GitHub webhook endpoint, valid or not, kept for admins.
+
+    An accepted delivery that has work (a release tag, a workflow run) is
+    ``queued`` until its job has run; every other delivery is ``finished``
+    when it is written.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Accepted, work queued"
+        FINISHED = "finished", "Finished"
 
     class Outcome(models.TextChoices):
-        QUEUED = "queued", "Accepted, work queued"
+        NONE = "", "—"
         DONE = "done", "Accepted, done"
         IGNORED = "ignored", "Accepted, ignored"
         DUPLICATE = "duplicate", "Delivery seen before"
@@ -66,8 +75,9 @@ class WebhookDelivery(models.Model):
     action = models.CharField(max_length=100, blank=True)
     accepted = models.BooleanField(default=False, help_text="Signed with the project's secret and processed.")
     status_code = models.PositiveSmallIntegerField()
-    outcome = models.CharField(max_length=10, choices=Outcome.choices)
-    error = models.TextField(blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.FINISHED)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    reason = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
     body_size = models.PositiveIntegerField(default=0)
     payload = models.JSONField(null=True, blank=True, help_text="Kept for accepted deliveries only.")
@@ -89,3 +99,7 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event or '?'} {self.delivery_id or '(no id)'} → {self.status_code}"
+
+    @property
+    def label(self) -> str:
+        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()

@@ -21,6 +21,7 @@ class Job(models.Model):
         DISPATCH = "dispatch", "Dispatch workflow"
         TRACK = "track", "Track workflow run"
         SCAN = "scan", "Scan"
+        WEBHOOK = "webhook", "Webhook delivery"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -34,11 +35,14 @@ class Job(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="jobs")
+    release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
     deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+    delivery = models.ForeignKey(
+        "releases.WebhookDelivery", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True)
-    error = models.TextField(blank=True, help_text="Why it failed, in words a person can act on.")
+    reason = models.TextField(blank=True, help_text="Why it failed, in words a person can act on.")
     step = models.CharField(max_length=200, blank=True, help_text="What it is doing now.")
     attempts = models.PositiveSmallIntegerField(default=0)
     celery_task_id = models.CharField(max_length=50, blank=True)
@@ -58,7 +62,15 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk} of {self.release_id}"
+        return f"{self.get_kind_display()} job #{self.pk}"
+
+    @property
+    def label(self) -> str:
+        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()
+
+    @property
+    def label_key(self) -> str:
+        return self.outcome if self.state == self.State.FINISHED else self.state
 
     @property
     def duration_seconds(self) -> float | None:

@@ -1,9 +1,22 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
 from releases.models.severity import BlockSeverity
+from releases.validators import (
+    clean_github_repository,
+    clean_glob,
+    clean_http_url,
+    clean_project_name,
+    clean_source,
+    clean_url_template,
+    clean_workflow_file,
+    field_errors,
+)
+
+MAX_APPROVALS = 10
 
 
 class Credential(models.Model):
@@ -75,6 +88,34 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """What every path that writes a project must hold to (the services
+        call it; the admin's forms show its messages beside each field)."""
+        field_errors(
+            {
+                "name": lambda: _canonical(self.name),
+                "source": lambda: clean_source(self.source),
+                "github_repository": lambda: self.github_repository and clean_github_repository(self.github_repository),
+                "github_api_url": lambda: clean_http_url(self.github_api_url),
+                "workflow_file": lambda: clean_workflow_file(self.workflow_file),
+                "workflow_inputs": lambda: _workflow_inputs(self.workflow_inputs),
+                "tag_pattern": lambda: clean_glob(self.tag_pattern),
+            }
+        )
+
+
+def _canonical(name: str) -> None:
+    canonical = clean_project_name(name)
+    if canonical != name:
+        raise ValidationError(f"Write the name as PyPI normalizes it: {canonical!r}.")
+
+
+def _workflow_inputs(inputs: object) -> None:
+    if not isinstance(inputs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()):
+        raise ValidationError("Workflow inputs are names and values, both text.")
+    if "environment" in inputs:
+        raise ValidationError("The 'environment' input comes from each environment's setting; leave it out here.")
+
 
 class Environment(models.Model):
     """A target package index, with the rules for publishing to it."""
@@ -124,3 +165,44 @@ class Environment(models.Model):
     @property
     def needs_approval(self) -> bool:
         return self.required_approvals > 0
+
+    def clean(self) -> None:
+        """What every path that writes an environment must hold to: valid
+        addresses, a sane number of approvals, and a promotion order that
+        never loops back on itself (then neither environment could be used)."""
+        field_errors(
+            {
+                "upload_url": lambda: clean_http_url(self.upload_url),
+                "index_url": lambda: clean_http_url(self.index_url),
+                "fallback_index_url": lambda: self.fallback_index_url and clean_http_url(self.fallback_index_url),
+                "project_url_template": lambda: (
+                    self.project_url_template and clean_url_template(self.project_url_template)
+                ),
+                "required_approvals": lambda: _approvals(self.required_approvals),
+                "requires_success_in": lambda: _no_loop(self),
+                "allowed_ref_pattern": lambda: self.allowed_ref_pattern and clean_glob(self.allowed_ref_pattern),
+                "request_ttl_hours": lambda: _ttl(self.request_ttl_hours),
+            }
+        )
+
+
+def _approvals(count: int) -> None:
+    if not 0 <= count <= MAX_APPROVALS:
+        raise ValidationError(f"Approvals must be between 0 and {MAX_APPROVALS}.")
+
+
+def _ttl(hours: int) -> None:
+    if not 1 <= hours <= 24 * 365:
+        raise ValidationError("A request stays open between 1 hour and 365 days.")
+
+
+def _no_loop(environment: Environment) -> None:
+    seen = {environment.pk} if environment.pk else set()
+    step = environment.requires_success_in
+    while step is not None:
+        if step.pk in seen or step.pk == environment.pk:
+            raise ValidationError(
+                f"{environment.name} cannot come after {environment.requires_success_in}: the order would loop."
+            )
+        seen.add(step.pk)
+        step = step.requires_success_in

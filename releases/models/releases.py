@@ -2,16 +2,26 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from releases.models.projects import Project
 
 
 class Release(models.Model):
-    """One version of one project, built once from one ref and commit."""
+    """One version of one project, built once from one ref and commit.
 
-    class BuildState(models.TextChoices):
-        PENDING = "pending", "Waiting to build"
+    Its build moves through ``state``; once ``finished``, ``outcome`` says
+    whether it built and ``reason`` why not. Only
+    ``releases.services.lifecycle.transition`` changes them.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting to build"
         BUILDING = "building", "Building"
+        FINISHED = "finished", "Finished"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "—"
         BUILT = "built", "Built"
         FAILED = "failed", "Build failed"
 
@@ -19,9 +29,10 @@ class Release(models.Model):
     version = models.CharField(max_length=100, help_text="Normalized PEP 440 version.")
     ref = models.CharField(max_length=250)
     commit = models.CharField(max_length=40, blank=True)
-    build_state = models.CharField(max_length=10, choices=BuildState.choices, default=BuildState.PENDING)
-    build_error = models.TextField(blank=True)
-    build_warnings = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    reason = models.TextField(blank=True, help_text="Why the build failed.")
+    warnings = models.JSONField(default=list, blank=True, help_text="What twine check warned of.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -30,7 +41,13 @@ class Release(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "version"], name="release_unique_version")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="release_unique_version"),
+            models.CheckConstraint(
+                condition=Q(state="finished", outcome__in=["built", "failed"]) | (~Q(state="finished") & Q(outcome="")),
+                name="release_outcome_when_finished",
+            ),
+        ]
         indexes = [models.Index(fields=["project", "-created_at"])]
 
     def __str__(self) -> str:
@@ -38,7 +55,23 @@ class Release(models.Model):
 
     @property
     def is_built(self) -> bool:
-        return self.build_state == self.BuildState.BUILT
+        return self.outcome == self.Outcome.BUILT
+
+    @property
+    def build_failed(self) -> bool:
+        return self.outcome == self.Outcome.FAILED
+
+    @property
+    def is_building(self) -> bool:
+        return self.state != self.State.FINISHED
+
+    @property
+    def label(self) -> str:
+        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()
+
+    @property
+    def label_key(self) -> str:
+        return self.outcome if self.state == self.State.FINISHED else self.state
 
 
 class Artifact(models.Model):

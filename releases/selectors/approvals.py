@@ -4,28 +4,26 @@ environment's verification, what changed since the last release)."""
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
-from django.core.files.storage import storages
 from django.db.models import QuerySet
 from django.utils import timezone
 from packaging.metadata import Metadata
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from releases.models import Approval, Artifact, Deployment, Release
+from releases.clients import artifacts
+from releases.clients.artifacts import ArtifactStorageError
+from releases.models import APPROVE_PERMISSION, Approval, Artifact, Deployment, DeploymentFile, Release
 
 
 def deployments_awaiting(user: User) -> QuerySet[Deployment]:
     """Pending requests ``user`` may decide on and has not decided on yet."""
-    from releases.services.approvals import can_approve
-
-    if not can_approve(user):
+    if not (user.is_active and user.has_perm(APPROVE_PERMISSION)):
         return Deployment.objects.none()
     return (
-        Deployment.objects.filter(status=Deployment.Status.PENDING_APPROVAL, expires_at__gt=timezone.now())
+        Deployment.objects.filter(state=Deployment.State.PENDING_APPROVAL, expires_at__gt=timezone.now())
         .exclude(requested_by=user)
         .exclude(approvals__approver=user)
         .select_related("release__project", "environment", "requested_by")
@@ -70,14 +68,19 @@ def approval_review(deployment: Deployment) -> ApprovalReview:
             Deployment.objects.filter(
                 release=release,
                 environment_id=deployment.environment.requires_success_in_id,
-                status=Deployment.Status.SUCCEEDED,
+                outcome=Deployment.Outcome.SUCCEEDED,
             )
             .select_related("environment")
             .order_by("-finished_at", "-id")
             .first()
         )
         if earlier is not None:
-            earlier_files = dict(earlier.summary.get("verify", {}).get("files", {}))
+            # What that index served, file by file, when it was verified there.
+            earlier_files = {
+                f.artifact.filename: f.index_sha256
+                for f in earlier.files.select_related("artifact")
+                if f.state == DeploymentFile.State.VERIFIED
+            }
     previous = release_previous(release)
     review = ApprovalReview(
         deployment=deployment,
@@ -106,7 +109,7 @@ def release_previous(release: Release) -> Release | None:
     """The project's last built release before ``release``."""
     return (
         Release.objects.filter(
-            project=release.project, build_state=Release.BuildState.BUILT, created_at__lt=release.created_at
+            project=release.project, outcome=Release.Outcome.BUILT, created_at__lt=release.created_at
         )
         .exclude(pk=release.pk)
         .order_by("-created_at", "-id")
@@ -125,12 +128,8 @@ def release_requirements(release: Release) -> list[str] | None:
     if wheel is None:
         return None
     try:
-        with storages["artifacts"].open(wheel.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
-            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
-            if name is None:
-                return None
-            raw = archive.read(name)
-    except (OSError, zipfile.BadZipFile):
+        raw = artifacts.read_wheel(wheel.path).metadata
+    except ArtifactStorageError:
         return None
     # Reference: https://packaging.pypa.io/en/stable/metadata.html
     metadata = Metadata.from_email(raw, validate=False)

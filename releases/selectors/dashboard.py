@@ -46,7 +46,7 @@ def deployment_board() -> Board:
     for env in environments:
         here = Deployment.objects.filter(project=OuterRef("pk"), environment=env.pk).order_by("-id").values("id")
         heads[f"latest_{env.pk}"] = Subquery(here[:1])
-        heads[f"live_{env.pk}"] = Subquery(here.filter(status=Deployment.Status.SUCCEEDED)[:1])
+        heads[f"live_{env.pk}"] = Subquery(here.filter(outcome=Deployment.Outcome.SUCCEEDED)[:1])
     projects = list(Project.objects.order_by("name").annotate(**heads))
     keys: dict[tuple[int, int], tuple[int, int | None]] = {}
     for project in projects:
@@ -65,8 +65,8 @@ def deployment_board() -> Board:
 
 def deployments_waiting_for_approval(limit: int = 50) -> list[Deployment]:
     return list(
-        Deployment.objects.filter(status=Deployment.Status.PENDING_APPROVAL)
+        Deployment.objects.filter(state=Deployment.State.PENDING_APPROVAL)
         .select_related("release__project", "environment", "requested_by")
-        .annotate(approvals_given=Count("approvals", filter=Q(approvals__decision="approve")))
+        .annotate(approvals_given_count=Count("approvals", filter=Q(approvals__decision="approve")))
         .order_by("created_at")[:limit]
     )

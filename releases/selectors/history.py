@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from releases.models import Approval, Deployment
 
@@ -12,7 +12,6 @@ from releases.models import Approval, Deployment
 FILTERS = {
     "project": "project",
     "environment": "environment",
-    "status": "status",
     "requested_by": "requested_by__username",
     "date_from": "created_at__date__gte",
     "date_to": "created_at__date__lte",
@@ -24,8 +23,11 @@ def deployment_history(filters: dict[str, Any]) -> QuerySet[Deployment]:
     approved = Approval.objects.filter(decision=Approval.Decision.APPROVE).select_related("approver")
     deployments = (
         Deployment.objects.select_related("release__project", "environment", "requested_by")
-        .prefetch_related(Prefetch("approvals", queryset=approved, to_attr="approvals_granted"))
+        .prefetch_related(Prefetch("approvals", queryset=approved, to_attr="approvals_given"))
         .order_by("-created_at", "-id")
     )
     narrowed = {lookup: filters[name] for name, lookup in FILTERS.items() if filters.get(name)}
+    status = filters.get("status")
+    if status:  # a state, or an outcome of the finished ones
+        deployments = deployments.filter(Q(state=status) | Q(state=Deployment.State.FINISHED, outcome=status))
     return deployments.filter(**narrowed)

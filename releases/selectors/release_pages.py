@@ -41,7 +41,7 @@ def release_deployments(release: Release) -> list[Deployment]:
     """Every deployment of ``release``, newest first, with what the page shows."""
     return list(
         release.deployments.select_related("environment", "requested_by")
-        .annotate(approvals_given=Count("approvals", filter=Q(approvals__decision="approve")))
+        .annotate(approvals_given_count=Count("approvals", filter=Q(approvals__decision="approve")))
         .order_by("-id")
     )
 

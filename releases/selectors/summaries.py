@@ -80,7 +80,7 @@ def deployment_summary(deployment: Deployment) -> DeploymentSummary:
         project=release.project.name,
         version=release.version,
         environment=environment.title,
-        status=deployment.get_status_display(),
+        status=deployment.label,
         reason=deployment.reason,
         requested_by=deployment.requested_by.get_username() if deployment.requested_by else "system",
         approvals=[
@@ -90,14 +90,14 @@ def deployment_summary(deployment: Deployment) -> DeploymentSummary:
         index_url=environment.index_url,
         project_url=project_url,
         files=[
-            SummaryFile(f.artifact.filename, f.artifact.size, f.artifact.sha256, f.get_state_display(), f.url)
+            SummaryFile(f.artifact.filename, f.artifact.size, f.artifact.sha256, f.label, f.url)
             for f in deployment.files.select_related("artifact")
         ],
         checks=list(deployment.checks.all()),
         steps=[
             SummaryStep(
                 j.get_kind_display(),
-                j.get_outcome_display() if j.outcome else j.get_state_display(),
+                j.label,
                 j.duration_seconds,
             )
             for j in deployment.jobs.order_by("created_at", "id")

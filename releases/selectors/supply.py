@@ -152,7 +152,7 @@ def vulnerability_alerts(limit: int = 20) -> list[VulnerabilityAlert]:
 def shipped_releases() -> list[Release]:
     """Releases with at least one succeeded deployment and an SBOM."""
     return list(
-        Release.objects.filter(deployments__status=Deployment.Status.SUCCEEDED, sbom__isnull=False)
+        Release.objects.filter(deployments__outcome=Deployment.Outcome.SUCCEEDED, sbom__isnull=False)
         .select_related("project")
         .distinct()
     )

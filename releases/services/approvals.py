@@ -1,31 +1,37 @@
 """Four-eyes rules for production pushes (DESIGN.md principle 7).
 
-The same rules live in three places: database constraints on ``Approval``,
-``approval_give`` here, and ``approvals_problem``, which the upload task
-runs again right before the first byte leaves.
+The rules are enforced in three places: database constraints on
+``Approval``, ``approval_give`` here, and ``approvals_problem``, which the
+upload task runs again right before the first byte leaves. Who may decide
+is ``approval_eligibility``'s to say, for the page and for the click alike.
 """
 
 from __future__ import annotations
 
 import logging
-import smtplib
 from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.mail import send_mail
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from releases.actors import Actor
-from releases.models import Approval, Deployment
+from releases.models import APPROVE_PERMISSION, Approval, AuditAction, Deployment
 from releases.services.audit import audit_record
-from releases.services.deployments import deployment_start, deployment_transition
+from releases.services.deployments import Blocker, deployment_cancel, deployment_start, requester_may_cancel
+from releases.services.lifecycle import transition
 
 logger = logging.getLogger(__name__)
-Status = Deployment.Status
+State = Deployment.State
+Outcome = Deployment.Outcome
 
-APPROVE_PERMISSION = "releases.approve_deployment"
+# The blocker a page answers with a way to verify, rather than a refusal.
+SECOND_FACTOR = "second_factor"
+# Refusals that say the person may not decide at all (403), rather than
+# that the request moved on under them (409).
+_FORBIDDEN = {"permission", "requester", "decided", SECOND_FACTOR}
 
 
 class ApprovalRefused(Exception):
@@ -79,38 +85,54 @@ def approvals_problem(deployment: Deployment) -> str | None:
     return None
 
 
+def approval_eligibility(deployment: Deployment, user: User, *, second_factor_verified: bool) -> list[Blocker]:
+    """Why ``user`` may not decide on ``deployment`` now; empty when they may.
+
+    The approval page offers the decision exactly when this is empty (and
+    the way to a second factor when that alone is missing); ``approval_give``
+    refuses with the first of these.
+    """
+    blockers = []
+    if not can_approve(user):
+        blockers.append(
+            Blocker("permission", f"{user.get_username()} does not have the permission to approve deployments.")
+        )
+    if deployment.requested_by_id == user.pk:
+        blockers.append(Blocker("requester", "You requested this push; another person must approve it."))
+    if deployment.state != State.PENDING_APPROVAL:
+        blockers.append(
+            Blocker("closed", f"This deployment is {deployment.label.lower()}; it no longer takes decisions.")
+        )
+    elif deployment.expires_at is not None and deployment.expires_at <= timezone.now():
+        blockers.append(Blocker("expired", "This request has expired; ask for the push again."))
+    if not deployment.release.is_built:
+        blockers.append(Blocker("building", "The release is still building; there are no files to approve yet."))
+    if Approval.objects.filter(deployment=deployment, approver=user).exists():
+        blockers.append(Blocker("decided", "You have already decided on this deployment; each person decides once."))
+    if deployment.environment.require_second_factor and not second_factor_verified:
+        blockers.append(
+            Blocker(
+                SECOND_FACTOR,
+                f"{deployment.environment.title} requires approvals in a session verified with a second factor; "
+                "verify your one-time password first.",
+            )
+        )
+    return blockers
+
+
 def _refusal(
     deployment: Deployment, approver: User, decision: str, digests_seen: list[str], second_factor_verified: bool
 ) -> ApprovalRefused | None:
     """The first rule that ``approver`` deciding now would break, if any."""
-    if not can_approve(approver):
-        return ApprovalRefused(
-            f"{approver.get_username()} does not have the permission to approve deployments.", forbidden=True
-        )
+    blockers = approval_eligibility(deployment, approver, second_factor_verified=second_factor_verified)
+    if blockers:
+        return ApprovalRefused(blockers[0].message, forbidden=blockers[0].code in _FORBIDDEN)
     if decision not in Approval.Decision.values:
         return ApprovalRefused(f"{decision!r} is not a decision: approve or reject.")
-    if deployment.requested_by_id == approver.pk:
-        return ApprovalRefused("You requested this push; another person must approve it.", forbidden=True)
-    if deployment.status != Status.PENDING_APPROVAL:
-        return ApprovalRefused(
-            f"This deployment is {deployment.get_status_display().lower()}; it no longer takes decisions."
-        )
-    if deployment.expires_at is not None and deployment.expires_at <= timezone.now():
-        return ApprovalRefused("This request has expired; ask for the push again.")
-    if not deployment.release.is_built:
-        return ApprovalRefused("The release is still building; there are no files to approve yet.")
-    if Approval.objects.filter(deployment=deployment, approver=approver).exists():
-        return ApprovalRefused("You have already decided on this deployment; each person decides once.", forbidden=True)
     if sorted(digests_seen) != artifact_digests(deployment):
         return ApprovalRefused(
             "The files changed since the page you decided on was shown (their sha256 digests differ); "
             "review them again."
-        )
-    if deployment.environment.require_second_factor and not second_factor_verified:
-        return ApprovalRefused(
-            f"{deployment.environment.title} requires approvals in a session verified with a second factor; "
-            "verify your one-time password first.",
-            forbidden=True,
         )
     return None
 
@@ -142,7 +164,7 @@ def approval_give(
         if refusal is not None:
             audit_record(
                 actor=approver,
-                action="approval.refused",
+                action=AuditAction.APPROVAL_REFUSED,
                 target=locked,
                 release=locked.release,
                 data={"decision": decision[:20], "reason": refusal.message, "digests_seen": seen},
@@ -176,7 +198,7 @@ def _store(
         ) from None
     audit_record(
         actor=approver,
-        action="approval.given" if decision == Approval.Decision.APPROVE else "approval.rejected",
+        action=AuditAction.APPROVAL_GIVEN if decision == Approval.Decision.APPROVE else AuditAction.APPROVAL_REJECTED,
         target=approval,
         release=deployment.release,
         data={
@@ -195,7 +217,7 @@ def _store(
 def _advance(deployment: Deployment, approver: User, approval: Approval) -> None:
     if approval.decision == Approval.Decision.REJECT:
         reason = f"Rejected by {approver.get_username()}" + (f": {approval.comment}" if approval.comment else ".")
-        deployment_transition(deployment, Status.REJECTED, actor=approver, reason=reason)
+        transition(deployment, State.FINISHED, outcome=Outcome.REJECTED, actor=approver, reason=reason)
         return
     if approvals_problem(deployment) is None:
         _queue(deployment, approver)
@@ -207,8 +229,8 @@ def _queue(deployment: Deployment, actor: Actor, data: dict[str, object] | None 
             "approver__username", flat=True
         )
     )
-    deployment_transition(deployment, Status.APPROVED, actor=actor, data={"approvers": approvers, **(data or {})})
-    deployment_transition(deployment, Status.QUEUED, actor=actor)
+    transition(deployment, State.APPROVED, actor=actor, data={"approvers": approvers, **(data or {})})
+    transition(deployment, State.QUEUED, actor=actor)
     deployment_start(deployment)
 
 
@@ -228,14 +250,14 @@ def approval_bypass(deployment: Deployment, admin: User, *, reason: str) -> Depl
         raise ApprovalRefused("Say why the approvals are bypassed; the reason is kept in the audit trail.")
     with transaction.atomic():
         locked = Deployment.objects.select_for_update().select_related("environment", "release").get(pk=deployment.pk)
-        if locked.status != Status.PENDING_APPROVAL:
-            raise ApprovalRefused(f"This deployment is {locked.get_status_display().lower()}; nothing to bypass.")
+        if locked.state != State.PENDING_APPROVAL:
+            raise ApprovalRefused(f"This deployment is {locked.label.lower()}; nothing to bypass.")
         replaced = locked.required_approvals
         Deployment.objects.filter(pk=locked.pk).update(required_approvals=0)
         locked.required_approvals = 0
         audit_record(
             actor=admin,
-            action="approval.bypassed",
+            action=AuditAction.APPROVAL_BYPASSED,
             target=locked,
             release=locked.release,
             data={"required_approvals": replaced, "reason": reason[:2000], "environment": locked.environment.name},
@@ -248,78 +270,30 @@ def approval_bypass(deployment: Deployment, admin: User, *, reason: str) -> Depl
 def approvals_expire() -> list[int]:
     """End every pending request whose time ran out (called by the reaper)."""
     expired: list[int] = []
-    due = Deployment.objects.filter(status=Status.PENDING_APPROVAL, expires_at__lte=timezone.now())
+    due = Deployment.objects.filter(state=State.PENDING_APPROVAL, expires_at__lte=timezone.now())
     for deployment in due.select_related("environment"):
-        with transaction.atomic():
-            current = Deployment.objects.select_for_update().get(pk=deployment.pk)
-            if current.status != Status.PENDING_APPROVAL:
-                continue
-            hours = deployment.environment.request_ttl_hours
-            deployment_transition(
-                current,
-                Status.EXPIRED,
-                reason=f"No decision within {hours} hours; the request expired. Ask for the push again.",
-            )
-            expired.append(current.pk)
+        hours = deployment.environment.request_ttl_hours
+        moved = transition(
+            deployment,
+            State.FINISHED,
+            outcome=Outcome.EXPIRED,
+            reason=f"No decision within {hours} hours; the request expired. Ask for the push again.",
+            expect=[State.PENDING_APPROVAL],
+        )
+        if moved is not None:
+            expired.append(deployment.pk)
     if expired:
         logger.info("expired pending deployments %s", expired)
     return expired
 
 
-def approvers_for(deployment: Deployment) -> list[User]:
-    """Active people who may approve ``deployment`` (never its requester)."""
-    candidates = User.objects.filter(is_active=True).order_by("username")
-    if deployment.requested_by_id is not None:
-        candidates = candidates.exclude(pk=deployment.requested_by_id)
-    return [user for user in candidates if user.has_perm(APPROVE_PERMISSION)]
-
-
-def approvals_notify(deployment: Deployment) -> None:
-    """Email the approvers once the request is committed."""
-    deployment_id = deployment.pk
-    transaction.on_commit(lambda: _send_request_mail(deployment_id))
-
-
-def _send_request_mail(deployment_id: int) -> None:
-    from django.urls import reverse
-
-    deployment = Deployment.objects.select_related("release__project", "environment", "requested_by").get(
-        pk=deployment_id
-    )
-    recipients = [user.email for user in approvers_for(deployment) if user.email]
-    if not recipients:
-        return
-    requester = deployment.requested_by.get_username() if deployment.requested_by else "the system"
-    link = settings.CONSOLE_URL.rstrip("/") + reverse("releases:approval", args=[deployment.pk])
-    files = "\n".join(f"  {a.filename}  sha256:{a.sha256}" for a in deployment.release.artifacts.all())
-    body = (
-        f"{requester} asks to publish {deployment.release} to {deployment.environment.title}.\n\n"
-        f"It needs {deployment.required_approvals} approval(s) by someone other than {requester}.\n"
-        f"Files:\n{files or '  (still building)'}\n\n"
-        f"Review and decide: {link}\n"
-    )
-    if deployment.expires_at is not None:
-        body += f"The request expires at {deployment.expires_at:%Y-%m-%d %H:%M} UTC.\n"
-    # One message per person, so that no approver sees the others' addresses.
-    for recipient in recipients:
-        try:
-            send_mail(
-                f"Approval needed: {deployment.release} to {deployment.environment.title}", body, None, [recipient]
-            )
-        except (OSError, smtplib.SMTPException):
-            # The request stands and is listed under "Awaiting my approval"; the mail is a courtesy.
-            logger.warning("could not mail %s about deployment %s", recipient, deployment_id, exc_info=True)
-
-
 def approval_cancel(deployment: Deployment, *, actor: User, reason: str = "") -> Deployment:
     """Cancel a request, by its requester or an administrator."""
-    from releases.services.deployments import TransitionError, deployment_cancel
-
-    if not (actor.is_superuser or (deployment.requested_by_id is not None and deployment.requested_by_id == actor.pk)):
+    if not requester_may_cancel(deployment, actor):
         raise ApprovalRefused(
             "Only the person who asked, or an administrator, can cancel this request.", forbidden=True
         )
     try:
         return deployment_cancel(deployment, actor=actor, reason=reason or f"Cancelled by {actor.get_username()}.")
-    except TransitionError as exc:
-        raise ApprovalRefused(str(exc)) from None
+    except ValidationError as exc:
+        raise ApprovalRefused(" ".join(exc.messages)) from None

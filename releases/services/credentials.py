@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from releases.actors import Actor
-from releases.models import Credential
+from releases.models import AuditAction, Credential
 from releases.redaction import register_secret
 from releases.services.audit import audit_record
 
@@ -44,10 +44,36 @@ def credential_create(
         credential.save()
         audit_record(
             actor=actor,
-            action="credential.created",
+            action=AuditAction.CREDENTIAL_CREATED,
             target=credential,
             data={"name": name, "kind": kind, "scope": scope, "last_four": credential.last_four},
         )
+    return credential
+
+
+def credential_change(credential: Credential, *, actor: Actor = None, **changes: str) -> Credential:
+    """Change a credential's name, kind, scope or user name (never its
+    secret: ``credential_set_value``), audited with before and after."""
+    allowed = {"name", "kind", "scope", "username"}
+    if not changes.keys() <= allowed:
+        raise ValueError(f"Only {', '.join(sorted(allowed))} change here.")
+    with transaction.atomic():
+        locked = Credential.objects.select_for_update().get(pk=credential.pk)
+        diff = {
+            field: {"before": getattr(locked, field), "after": value}
+            for field, value in changes.items()
+            if getattr(locked, field) != value
+        }
+        if not diff:
+            return credential
+        for field, value in changes.items():
+            setattr(locked, field, value)
+        locked.full_clean(validate_unique=False)
+        locked.save(update_fields=list(diff))
+        audit_record(
+            actor=actor, action=AuditAction.CREDENTIAL_CHANGED, target=locked, data={"name": locked.name, **diff}
+        )
+    credential.refresh_from_db()
     return credential
 
 
@@ -62,7 +88,7 @@ def credential_set_value(credential: Credential, value: str, *, actor: Actor = N
         credential.save(update_fields=["encrypted_value", "last_four", "rotated_at"])
         audit_record(
             actor=actor,
-            action="credential.replaced",
+            action=AuditAction.CREDENTIAL_REPLACED,
             target=credential,
             data={"name": credential.name, "last_four": credential.last_four},
         )
@@ -101,5 +127,7 @@ def credentials_rotate_key() -> int:
                 ) from None
             credential.save(update_fields=["encrypted_value"])
             count += 1
-        audit_record(actor=None, action="credentials.key_rotated", target=Credential(pk=0), data={"count": count})
+        audit_record(
+            actor=None, action=AuditAction.CREDENTIALS_KEY_ROTATED, target=Credential(pk=0), data={"count": count}
+        )
     return count

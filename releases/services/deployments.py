@@ -1,88 +1,136 @@
-"""Deployments: request one, and move it from status to status.
+"""Deployments: what stands in the way of one, requesting it, starting its
+upload, cancelling it, and the summary written when it succeeds.
 
-``deployment_transition`` is the only code that changes a deployment's
-status. It checks the move is allowed and writes the audit event in the
-same transaction.
+``deployment_blockers`` is the one place that decides whether a release may
+go to an environment: the release page offers the button exactly when it
+returns no blocker, and ``deployment_request`` refuses with the same
+sentences. Moves between states go through ``lifecycle.transition``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from fnmatch import fnmatchcase
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from releases.actors import Actor, person
-from releases.models import Deployment, DeploymentFile, Environment, Job, Project, Release
-from releases.redaction import redact
+from releases.models import (
+    PUBLISH_PERMISSION,
+    REQUEST_PERMISSION,
+    AuditAction,
+    Deployment,
+    DeploymentFile,
+    Environment,
+    Job,
+    Project,
+    Release,
+    Sbom,
+    ShippedSummary,
+)
+from releases.selectors.supply import scan_policy_problem
 from releases.services.audit import audit_record
+from releases.services.jobs import job_cancel, job_create
+from releases.services.lifecycle import transition
+from releases.services.notifications import approvals_notify
 
-Status = Deployment.Status
-
-ALLOWED_TRANSITIONS: dict[str, set[str]] = {
-    Status.PENDING_APPROVAL: {Status.APPROVED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED, Status.FAILED},
-    Status.APPROVED: {Status.QUEUED, Status.CANCELLED, Status.FAILED},
-    Status.QUEUED: {Status.UPLOADING, Status.VERIFYING, Status.CANCELLED, Status.FAILED},
-    Status.UPLOADING: {Status.VERIFYING, Status.FAILED},
-    Status.VERIFYING: {Status.SUCCEEDED, Status.FAILED},
-}
+State = Deployment.State
+Outcome = Deployment.Outcome
 
 
-class TransitionError(Exception):
-    """A status change that the deployment's current status does not allow."""
+@dataclass(frozen=True)
+class Blocker:
+    """Something that stands between a release and an environment, in words
+    a person can act on. ``code`` lets a page tell kinds apart (a missing
+    permission is not shown as an offer to anyone)."""
+
+    code: str
+    message: str
 
 
-def deployment_transition(
-    deployment: Deployment, to: str, *, actor: Actor = None, reason: str = "", data: dict[str, object] | None = None
-) -> Deployment:
-    """Move ``deployment`` to status ``to``, audited, or raise TransitionError."""
-    with transaction.atomic():
-        current = Deployment.objects.select_for_update().get(pk=deployment.pk)
-        if to not in ALLOWED_TRANSITIONS.get(current.status, set()):
-            raise TransitionError(f"A deployment that is {current.get_status_display().lower()} cannot become {to}.")
-        now = timezone.now()
-        current.status = to
-        fields = ["status"]
-        if reason:
-            current.reason = redact(reason)[:5000]
-            fields.append("reason")
-        if to in (Status.UPLOADING, Status.VERIFYING) and current.started_at is None:
-            current.started_at = now
-            fields.append("started_at")
-        if to in Deployment.FINAL_STATUSES:
-            current.finished_at = now
-            fields.append("finished_at")
-        current.save(update_fields=fields)
-        audit_record(
-            actor=actor,
-            action=f"deployment.{to}",
-            target=current,
-            release=current.release,
-            data={
-                "environment": current.environment.name,
-                "version": current.release.version,
-                "reason": current.reason if reason else "",
-                **(data or {}),
-            },
+PERMISSION = "permission"
+ACTIVE = "active"
+
+
+def environment_action(environment: Environment) -> tuple[str, str]:
+    """The button's words, and the permission the click needs."""
+    if environment.required_approvals == 0:
+        return f"Publish to {environment.title}", PUBLISH_PERMISSION
+    return f"Request push to {environment.title}", REQUEST_PERMISSION
+
+
+def deployment_blockers(release: Release, environment: Environment, user: Actor) -> list[Blocker]:
+    """Why ``user`` may not send ``release`` to ``environment`` now; empty when they may.
+
+    ``user`` None is the console itself (a release tag's webhook), which
+    needs no permission.
+    """
+    blockers = []
+    _, permission = environment_action(environment)
+    if user is not None and not user.has_perm(permission):
+        blockers.append(
+            Blocker(PERMISSION, f"You do not have the {permission.split('.')[-1].replace('_', ' ')} permission.")
         )
-    deployment.refresh_from_db()
-    return deployment
+    if release.build_failed:
+        blockers.append(Blocker("build_failed", "The build failed; create a new version."))
+    active = Deployment.objects.filter(release=release, environment=environment).exclude(state=State.FINISHED).first()
+    if active is not None:
+        blockers.append(Blocker(ACTIVE, f"A deployment is already {active.label.lower()}."))
+    if environment.allowed_ref_pattern and not fnmatchcase(release.ref, environment.allowed_ref_pattern):
+        blockers.append(
+            Blocker(
+                "ref_pattern",
+                f"{environment.title} only takes releases from refs matching {environment.allowed_ref_pattern!r}; "
+                f"this release is from {release.ref!r}.",
+            )
+        )
+    earlier = environment.requires_success_in
+    if (
+        earlier is not None
+        and not Deployment.objects.filter(release=release, environment=earlier, outcome=Outcome.SUCCEEDED).exists()
+    ):
+        blockers.append(
+            Blocker(
+                "order",
+                f"{release} must be published and verified on {earlier.title} before it can go to {environment.title}.",
+            )
+        )
+    policy = scan_policy_problem(release, environment)
+    if policy:
+        blockers.append(Blocker("scan_policy", policy))
+    if environment.credential_id is None and release.project.publish_mode == Project.PublishMode.TWINE:
+        blockers.append(
+            Blocker(
+                "credential",
+                f"{environment.title} has no token: add one to the environment (an administrator can) "
+                "before publishing there.",
+            )
+        )
+    return blockers
 
 
 def deployment_request(*, release: Release, environment: Environment, actor: Actor) -> Deployment:
     """Ask for ``release`` to go to ``environment``.
 
-    1. Check the environment's rules: the ref is allowed there, the release
-       has not failed to build, the environment it must follow has seen
-       this release succeed.
+    1. ``deployment_blockers`` must find nothing but, at most, an active
+       deployment of the same release there: a double click gets the
+       deployment the first click started.
     2. Write the deployment (pending approval, or queued) and audit it; the
        database refuses a second active deployment of the same release to
-       the same environment, so a double click starts one.
-    3. If it needs no approval and the release is built, queue the upload.
+       the same environment, so two clicks at once start one.
+    3. If it needs no approval and the release is built, queue the upload;
+       if it needs approval, mail the approvers.
     """
-    deployment_check_rules(release, environment)
+    blockers = deployment_blockers(release, environment, actor)
+    refusals = [b.message for b in blockers if b.code != ACTIVE]
+    if refusals:
+        raise ValidationError(refusals)
+    if blockers:
+        return _active(release, environment)
     needs_approval = environment.required_approvals > 0
     try:
         with transaction.atomic():
@@ -90,13 +138,13 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
                 release=release,
                 environment=environment,
                 requested_by=person(actor),
-                status=Status.PENDING_APPROVAL if needs_approval else Status.QUEUED,
+                state=State.PENDING_APPROVAL if needs_approval else State.QUEUED,
                 required_approvals=environment.required_approvals,
                 expires_at=timezone.now() + timedelta(hours=environment.request_ttl_hours) if needs_approval else None,
             )
             audit_record(
                 actor=actor,
-                action="deployment.requested",
+                action=AuditAction.DEPLOYMENT_REQUESTED,
                 target=deployment,
                 release=release,
                 data={
@@ -106,49 +154,24 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
                 },
             )
             if needs_approval:
-                from releases.services.approvals import approvals_notify
-
                 approvals_notify(deployment)
             else:
                 deployment_start(deployment)
     except IntegrityError:
-        existing = Deployment.objects.filter(
-            release=release, environment=environment, status__in=Deployment.ACTIVE_STATUSES
-        ).first()
-        if existing is None:
-            raise
-        return existing
+        return _active(release, environment)
     return deployment
 
 
-def deployment_check_rules(release: Release, environment: Environment) -> None:
-    from releases.selectors.supply import scan_policy_problem
-
-    if release.build_state == Release.BuildState.FAILED:
-        raise ValidationError(f"{release} failed to build; create a new version instead.")
-    policy = scan_policy_problem(release, environment)
-    if policy:
-        raise ValidationError(policy)
-    if environment.allowed_ref_pattern and not fnmatchcase(release.ref, environment.allowed_ref_pattern):
-        raise ValidationError(
-            f"{environment.title} only takes releases from refs matching {environment.allowed_ref_pattern!r}; "
-            f"this release is from {release.ref!r}."
-        )
-    earlier = environment.requires_success_in
-    if (
-        earlier is not None
-        and not Deployment.objects.filter(release=release, environment=earlier, status=Status.SUCCEEDED).exists()
-    ):
-        raise ValidationError(
-            f"{release} must be published and verified on {earlier.title} before it can go to {environment.title}."
-        )
+def _active(release: Release, environment: Environment) -> Deployment:
+    existing = Deployment.objects.filter(release=release, environment=environment).exclude(state=State.FINISHED).first()
+    if existing is None:
+        raise ValidationError("The deployment changed while it was being requested; try again.")
+    return existing
 
 
 def deployment_start(deployment: Deployment) -> None:
     """Queue the upload (or, for a project that publishes through its GitHub
     workflow, the dispatch), once the release is built (else the build starts it)."""
-    from releases.services.jobs import job_create
-
     release = deployment.release
     if not release.is_built:
         return
@@ -161,12 +184,84 @@ def deployment_start(deployment: Deployment) -> None:
         )
 
 
+def deployment_fail(deployment: Deployment, reason: str, *, actor: Actor = None) -> Deployment | None:
+    """End an active deployment as failed, with why; None if it had already ended."""
+    return transition(
+        deployment, State.FINISHED, outcome=Outcome.FAILED, reason=reason, actor=actor, expect=Deployment.ACTIVE_STATES
+    )
+
+
 def deployment_cancel(deployment: Deployment, *, actor: Actor, reason: str = "") -> Deployment:
-    if deployment.jobs.filter(state=Job.State.RUNNING).exists():
-        raise TransitionError("The upload has started; a running deployment cannot be cancelled.")
+    """Cancel a deployment that has not started uploading; its queued jobs never run."""
+    from_states = [State.PENDING_APPROVAL, State.APPROVED, State.QUEUED]
     with transaction.atomic():
-        deployment_transition(deployment, Status.CANCELLED, actor=actor, reason=reason or "Cancelled.")
-        deployment.jobs.filter(state=Job.State.QUEUED).update(
-            state=Job.State.FINISHED, outcome=Job.Outcome.CANCELLED, finished_at=timezone.now()
+        if deployment.jobs.filter(state=Job.State.RUNNING).exists():
+            raise ValidationError("The upload has started; a running deployment cannot be cancelled.")
+        cancelled = transition(
+            deployment,
+            State.FINISHED,
+            outcome=Outcome.CANCELLED,
+            reason=reason or "Cancelled.",
+            actor=actor,
+            expect=from_states,
         )
+        if cancelled is None:
+            raise ValidationError(f"This deployment is {deployment.label.lower()}; it can no longer be cancelled.")
+        for job in deployment.jobs.filter(state=Job.State.QUEUED):
+            job_cancel(job, reason=f"Deployment #{deployment.pk} was cancelled.")
     return deployment
+
+
+def deployment_succeed(deployment: Deployment) -> Deployment | None:
+    """The verify passed: the deployment succeeded, and its summary (what
+    shipped) is written, once, with the move."""
+    summary = shipped_summary(deployment)
+    return transition(
+        deployment,
+        State.FINISHED,
+        outcome=Outcome.SUCCEEDED,
+        expect=[State.VERIFYING],
+        changes={"summary": summary},
+        data={"files": {name: f["sha256"] for name, f in summary["files"].items()}},
+    )
+
+
+def shipped_summary(deployment: Deployment) -> ShippedSummary:
+    """What shipped: files with digests and where they are, the modules
+    verified, step times, checks, the SBOM's size and the workflow run."""
+    jobs = deployment.jobs.filter(state=Job.State.FINISHED).order_by("created_at")
+    run = deployment.workflow_runs.filter(run_id__isnull=False).first()
+    return {
+        "version": deployment.release.version,
+        "environment": deployment.environment.name,
+        "index_url": deployment.environment.index_url,
+        "files": {
+            f.artifact.filename: {
+                "sha256": f.artifact.sha256,
+                "index_sha256": f.index_sha256,
+                "size": f.artifact.size,
+                "state": f.label,
+                "url": f.url,
+            }
+            for f in deployment.files.select_related("artifact")
+        },
+        "modules": list(deployment.verified_modules),
+        "steps": {j.kind: round(j.duration_seconds or 0, 2) for j in jobs},
+        "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in deployment.checks.all()},
+        "sbom_components": Sbom.objects.filter(release=deployment.release).values_list("components", flat=True).first(),
+        "workflow": None
+        if run is None
+        else {
+            "repository": run.repository,
+            "workflow": run.workflow_file,
+            "run_id": run.run_id,
+            "html_url": run.html_url,
+            "conclusion": run.conclusion,
+        },
+        "finished_at": timezone.now().isoformat(),
+    }
+
+
+def requester_may_cancel(deployment: Deployment, user: User) -> bool:
+    """The person who asked, or an administrator, may cancel a request."""
+    return user.is_superuser or (deployment.requested_by_id is not None and deployment.requested_by_id == user.pk)

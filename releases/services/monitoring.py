@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 
+from releases.clients import pypistats
 from releases.errors import StepFailed, TransientError
 from releases.models import DownloadCount, Project
-from releases.pipeline import pypistats
 from releases.selectors.credentials import CredentialAge, credential_age_warnings
+from releases.services.config import retry_policy
 from releases.services.scans import admin_emails
 
 logger = logging.getLogger(__name__)
@@ -18,8 +20,14 @@ logger = logging.getLogger(__name__)
 
 def downloads_fetch(project: Project) -> int:
     """Store the project's daily downloads, overall and by Python version."""
-    rows = [(DownloadCount.Category.OVERALL, count) for count in pypistats.daily_counts(project.name, "overall")] + [
-        (DownloadCount.Category.PYTHON_MINOR, count) for count in pypistats.daily_counts(project.name, "python_minor")
+    rows = [
+        (DownloadCount.Category.OVERALL, count)
+        for count in pypistats.daily_counts(settings.PYPISTATS_API_URL, project.name, "overall", policy=retry_policy())
+    ] + [
+        (DownloadCount.Category.PYTHON_MINOR, count)
+        for count in pypistats.daily_counts(
+            settings.PYPISTATS_API_URL, project.name, "python_minor", policy=retry_policy()
+        )
     ]
     with transaction.atomic():
         for category, count in rows:

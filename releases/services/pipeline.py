@@ -1,15 +1,10 @@
 """Running a job, and what each job's end sets in motion.
 
-build succeeded    → the release is built; waiting deployments queue uploads
-                     (or workflow dispatches, for projects that publish
-                     through their GitHub workflow)
-upload succeeded   → the deployment verifies at once (no poll in between)
-dispatch succeeded → the run it started is followed to its end
-track succeeded    → the run published; the deployment verifies
-verify succeeded   → the deployment succeeded, with its summary (the first
-                     verify of a release also stores its SBOM and scans it)
-scan               → a retried scan of the release's SBOM components
-any failure      → the release or deployment fails with the job's reason
+A job is claimed, its kind's work runs in a workspace (the steps do the
+work and return results; this module stores them), and the job is
+finished in the same transaction that records its result. What a success
+starts next is ``SUCCESSORS``; any failure ends the release's build, the
+deployment or the webhook delivery with the job's reason.
 """
 
 from __future__ import annotations
@@ -22,29 +17,56 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
-from django.utils import timezone
 
+from releases.clients import artifacts
+from releases.clients.http import RetryPolicy
 from releases.errors import JobLost, StepFailed, TransientError
-from releases.models import Deployment, DeploymentFile, Job, Release, Sbom
-from releases.pipeline import checks
-from releases.pipeline.build import build_release
-from releases.pipeline.context import JobContext
-from releases.pipeline.sbom import make_sbom
-from releases.pipeline.upload import upload_deployment
-from releases.pipeline.verify import VerifyOutput, verify_deployment
-from releases.pipeline.workflow import dispatch_deployment, track_deployment
+from releases.models import Artifact, Deployment, DeploymentFile, Job, Project, Release, Sbom
 from releases.redaction import redact
 from releases.selectors.supply import scan_policy_problem
 from releases.services.approvals import approvals_problem
-from releases.services.deployments import deployment_transition
+from releases.services.credentials import credential_reveal
+from releases.services.deployments import deployment_fail, deployment_succeed
+from releases.services.job_log import workspace_close, workspace_open
 from releases.services.jobs import job_claim, job_create, job_finish
-from releases.services.releases import release_mark_building, release_record_build, release_record_build_failure
+from releases.services.lifecycle import transition
+from releases.services.releases import (
+    release_record_build,
+    release_record_build_failure,
+    release_start_build,
+    release_store_files,
+)
 from releases.services.scans import release_scan
-from releases.services.supply import sbom_record
+from releases.services.supply import check_record, sbom_record
+from releases.services.webhooks import webhook_fail, webhook_process
+from releases.services.workflow import dispatch_deployment, track_deployment
+from releases.steps import checks as check_steps
+from releases.steps.build import BuildRequest, build_release
+from releases.steps.checks import Checks
+from releases.steps.sbom import make_sbom
+from releases.steps.upload import UploadFile, UploadResult, UploadTarget, upload_files
+from releases.steps.verify import ExpectedFile, VerifyOutput, VerifyRequest, verify_release
+from releases.steps.workspace import Workspace
 
 logger = logging.getLogger(__name__)
-Status = Deployment.Status
+State = Deployment.State
+Kind = Job.Kind
+
+# A kind's work: it runs the steps and returns what must be written in the
+# transaction that finishes the job (or None).
+Work = Callable[[Workspace, Job], Callable[[], None] | None]
+
+# What a job's success sets in motion: where its deployment moves, and the
+# job that follows. A build's success starts the deployments that waited for
+# it (``release_record_build``); a verify's ends its deployment as succeeded.
+SUCCESSORS: dict[str, tuple[str | None, str | None]] = {
+    Kind.UPLOAD: (State.VERIFYING, Kind.VERIFY),
+    Kind.DISPATCH: (None, Kind.TRACK),
+    Kind.TRACK: (State.VERIFYING, Kind.VERIFY),
+    Kind.VERIFY: (State.FINISHED, None),
+}
 
 
 def job_run(job_id: int, *, task_id: str = "") -> None:
@@ -52,17 +74,17 @@ def job_run(job_id: int, *, task_id: str = "") -> None:
     claim = job_claim(job_id, task_id=task_id, worker=socket.gethostname())
     if claim is None:
         return
-    job = Job.objects.select_related("release__project", "deployment__environment").get(pk=job_id)
-    ctx = JobContext.open(job, claim)
+    job = Job.objects.select_related("release__project", "deployment__environment", "delivery").get(pk=job_id)
+    ws = workspace_open(job, claim)
     error = ""
     record: Callable[[], None] | None = None
     try:
         if job.attempts > 1:
-            ctx.log.write(f"==> attempt {job.attempts}: the previous attempt's worker stopped answering")
-        record = _run_step(ctx, job)
+            ws.log.write(f"==> attempt {job.attempts}: the previous attempt's worker stopped answering")
+        record = WORK[job.kind](ws, job)
     except JobLost:
         logger.warning("job %s attempt %s: another worker owns it now; stopping", job_id, claim.attempt)
-        ctx.close()
+        workspace_close(ws)
         return
     except (OperationalError, InterfaceError):
         # The database went away mid-job (a restart, a failover): not the
@@ -70,90 +92,161 @@ def job_run(job_id: int, *, task_id: str = "") -> None:
         # heartbeat goes stale, and the reaper queues it again while
         # attempts remain.
         logger.warning("job %s attempt %s: lost the database; left for the reaper", job_id, claim.attempt)
-        ctx.close()
+        workspace_close(ws)
         return
     except (StepFailed, TransientError) as exc:
         error = str(exc)
     except Exception as exc:  # a bug: fail the job with a reason rather than leave it running
         logger.exception("job %s failed unexpectedly", job_id)
         error = f"Internal error ({type(exc).__name__}): {exc}"
-        ctx.log.write(redact(traceback.format_exc()))
-    if error:
-        ctx.log.write(f"==> failed: {error}")
-    else:
-        ctx.log.write("==> done")
-    ctx.close()
+        ws.log.write(redact(traceback.format_exc()))
+    ws.log.write(f"==> failed: {error}" if error else "==> done")
+    workspace_close(ws)
     with transaction.atomic():
         outcome = Job.Outcome.FAILED if error else Job.Outcome.SUCCEEDED
-        if not job_finish(claim, outcome=outcome, error=error):
+        finished = job_finish(claim, outcome=outcome, reason=error)
+        if finished is None:
             return
-        job.refresh_from_db()
         if error:
-            job_failed(job, redact(error))
-        else:
-            if record is not None:
-                record()
-            job_succeeded(job)
+            job_failed(finished, redact(error))
+            return
+        if record is not None:
+            record()
+        job_succeeded(finished)
 
 
-def _run_step(ctx: JobContext, job: Job) -> Callable[[], None] | None:
-    """Run the job's work. What it returns is written in the same transaction
-    that finishes the job, so that a worker killed in between leaves neither
-    a finished job without its result nor a result with a running job."""
-    if job.kind == Job.Kind.BUILD:
-        if job.release.is_built:
-            ctx.log.write("already built; a release is built once")
-            return None
-        release_mark_building(job.release)
-        built = build_release(ctx, job.release)
-        for warning in built.warnings:
-            ctx.log.write(f"twine check warning: {warning}")
-        return lambda: release_record_build(
-            job.release, commit=built.commit, artifacts=built.artifacts, warnings=built.warnings
-        )
-    if job.kind == Job.Kind.SCAN:
-        _scan(ctx, job.release)
-        return None
+def job_succeeded(job: Job) -> None:
+    """Move the deployment on, and queue the job that follows (``SUCCESSORS``)."""
     deployment = job.deployment
-    if deployment is None:
-        raise StepFailed(f"{job.get_kind_display()} job has no deployment")
-    if job.kind == Job.Kind.UPLOAD:
-        _upload(ctx, deployment)
-    elif job.kind == Job.Kind.VERIFY:
-        _verify(ctx, deployment)
-    elif job.kind == Job.Kind.DISPATCH:
-        _dispatch(ctx, deployment)
-    elif job.kind == Job.Kind.TRACK:
-        track_deployment(ctx, deployment)
-    else:
-        raise StepFailed(f"This worker cannot run {job.get_kind_display()} jobs yet.")
-    return None
+    if deployment is None or job.kind not in SUCCESSORS:
+        return
+    moves_to, next_kind = SUCCESSORS[job.kind]
+    if moves_to == State.FINISHED:
+        deployment_succeed(deployment)
+    elif moves_to is not None:
+        transition(deployment, moves_to)
+    if next_kind is not None:
+        job_create(kind=next_kind, release=job.release, deployment=deployment)
 
 
-def _upload(ctx: JobContext, deployment: Deployment) -> None:
+def job_failed(job: Job, reason: str) -> None:
+    """End what the job worked for with its reason."""
+    if job.kind == Kind.BUILD and job.release is not None:
+        release_record_build_failure(job.release, reason)
+    elif job.kind == Kind.WEBHOOK and job.delivery is not None:
+        webhook_fail(job.delivery, reason)
+    elif job.deployment is not None:
+        deployment_fail(job.deployment, f"{job.get_kind_display()} failed: {reason}")
+
+
+# -- the work of each kind -------------------------------------------------------
+
+
+def _release(job: Job) -> Release:
+    if job.release is None:
+        raise StepFailed(f"{job} has no release.")
+    return job.release
+
+
+def _deployment(job: Job) -> Deployment:
+    if job.deployment is None:
+        raise StepFailed(f"{job} has no deployment.")
+    return job.deployment
+
+
+def build_work(ws: Workspace, job: Job) -> Callable[[], None] | None:
+    release = _release(job)
+    if release.is_built:
+        ws.log.write("already built; a release is built once")
+        return None
+    release_start_build(release)
+    project = release.project
+    built = build_release(
+        ws,
+        BuildRequest(
+            project=project.name,
+            version=release.version,
+            source=project.source,
+            ref=release.ref,
+            strict=project.strict_checks,
+        ),
+    )
+    for warning in built.warnings:
+        ws.log.write(f"twine check warning: {warning}")
+    ws.step("storing artifacts")
+    artifacts = release_store_files(release, built.files)
+    return lambda: release_record_build(release, commit=built.commit, artifacts=artifacts, warnings=built.warnings)
+
+
+def upload_work(ws: Workspace, job: Job) -> None:
+    deployment = _deployment(job)
     _gate(deployment, "uploaded")
-    upload_deployment(ctx, deployment)
+    environment = deployment.environment
+    records = {r.artifact.filename: r for r in deployment.files.select_related("artifact")}
+    ordered = sorted(records.values(), key=lambda r: (r.artifact.kind, r.artifact.filename))  # sdist first
+    credential = environment.credential
+    target = UploadTarget(
+        project=deployment.release.project.name,
+        upload_url=environment.upload_url,
+        index_url=environment.index_url,
+        username=credential.username if credential is not None else "",
+        password=credential_reveal(credential) if credential is not None else "",
+    )
+    files = [UploadFile(r.artifact.filename, r.artifact.sha256) for r in ordered]
+    result = upload_files(ws, target, files, lambda file: _fetch(ws, records[file.filename].artifact))
+    _record_upload(records, result)
+    if result.error:
+        raise StepFailed(result.error)
 
 
-def _dispatch(ctx: JobContext, deployment: Deployment) -> None:
+def _fetch(ws: Workspace, artifact: Artifact) -> Path:
+    """A stored file, copied into the job's folder once its bytes are shown
+    to be the ones recorded (a tampered object is refused, nothing sent)."""
+    local = ws.workdir / "upload" / artifact.filename
+    local.parent.mkdir(exist_ok=True)
+    return artifacts.fetch(artifact.path, local, sha256=artifact.sha256, size=artifact.size).path
+
+
+def _record_upload(records: dict[str, DeploymentFile], result: UploadResult) -> None:
+    """Each file's outcome, on its own row, whatever became of the rest."""
+    for outcome in result.files:
+        record = records[outcome.filename]
+        if record.state != DeploymentFile.State.PENDING:
+            continue  # an earlier attempt recorded it
+        stopped = outcome.outcome in (DeploymentFile.Outcome.CONFLICT, DeploymentFile.Outcome.FAILED)
+        transition(
+            record,
+            DeploymentFile.State.STOPPED if stopped else DeploymentFile.State.ON_INDEX,
+            outcome=outcome.outcome,
+            reason=outcome.reason,
+            changes={"index_sha256": outcome.index_sha256, "url": outcome.url[:500]},
+        )
+
+
+def dispatch_work(ws: Workspace, job: Job) -> None:
+    deployment = _deployment(job)
     _gate(deployment, "dispatched")
-    dispatch_deployment(ctx, deployment)
+    dispatch_deployment(ws, deployment)
+
+
+def track_work(ws: Workspace, job: Job) -> None:
+    track_deployment(ws, _deployment(job))
 
 
 def _gate(deployment: Deployment, what: str) -> None:
     """Move to UPLOADING, then check the four-eyes rules and the scan policy
     again, right before the first byte leaves (or the workflow starts)."""
     deployment.refresh_from_db()
-    if deployment.status == Status.QUEUED:
-        deployment_transition(deployment, Status.UPLOADING)
-    elif deployment.status != Status.UPLOADING:  # a second run after a lost worker keeps UPLOADING
-        raise StepFailed(f"The deployment is {deployment.get_status_display().lower()}; nothing was {what}.")
+    if deployment.state == State.QUEUED:
+        transition(deployment, State.UPLOADING)
+    elif deployment.state != State.UPLOADING:  # a second run after a lost worker keeps UPLOADING
+        raise StepFailed(f"The deployment is {deployment.label.lower()}; nothing was {what}.")
     problem = approvals_problem(deployment) or scan_policy_problem(deployment.release, deployment.environment)
     if problem:
         raise StepFailed(f"Not {what}: {problem}")
 
 
-def _verify(ctx: JobContext, deployment: Deployment) -> None:
+def verify_work(ws: Workspace, job: Job) -> None:
     """Install from the index and check what arrived, then:
 
     1. The release's SBOM, made once from the verify environment before its
@@ -166,94 +259,123 @@ def _verify(ctx: JobContext, deployment: Deployment) -> None:
     2. The checks the install does not cover; any failed check fails the
        job, naming each, once the SBOM is stored.
 
-    A failed install or import stores no SBOM.
+    A failed install or import stores no SBOM. Every check that ran is
+    stored, whatever happened after it.
     """
+    deployment = _deployment(job)
     release = deployment.release
+    environment = deployment.environment
+    request = VerifyRequest(
+        project=release.project.name,
+        version=release.version,
+        index_url=environment.index_url,
+        fallback_index_url=environment.fallback_index_url,
+        files=[ExpectedFile(a.filename, a.sha256) for a in release.artifacts.all()],
+        own_build=release.project.publish_mode != Project.PublishMode.WORKFLOW,
+        wait_seconds=settings.INDEX_WAIT_SECONDS,
+        install_attempts=settings.VERIFY_ATTEMPTS,
+        install_backoff=settings.VERIFY_BACKOFF,
+    )
     needs_sbom = not Sbom.objects.filter(release=release).exists()
+    checks = Checks()
     making: Future[dict[str, Any]] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job-{ctx.job.pk}-sbom") as pool:
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job-{job.pk}-sbom") as pool:
 
-        def start_sbom(python: Path) -> None:
-            nonlocal making
-            ctx.step("making the SBOM (CycloneDX 1.6) beside the import and the checks")
-            making = pool.submit(make_sbom, ctx, python)
+            def start_sbom(python: Path) -> None:
+                nonlocal making
+                ws.step("making the SBOM (CycloneDX 1.6) beside the import and the checks")
+                making = pool.submit(make_sbom, ws, python)
 
-        output = verify_deployment(ctx, deployment, once_installed=start_sbom if needs_sbom else None)
-        failed = checks.after_install_checks(ctx, deployment, output.python)
-        document = making.result() if making is not None else None
+            output = verify_release(ws, request, checks, once_installed=start_sbom if needs_sbom else None)
+            failed = check_steps.after_install_checks(
+                ws,
+                checks,
+                project=release.project.name,
+                version=release.version,
+                wheel=output.wheel,
+                venv_python=output.python,
+                project_page_url=_project_page_url(deployment),
+                page_policy=RetryPolicy(attempts=settings.VERIFY_ATTEMPTS, backoff=settings.VERIFY_BACKOFF),
+            )
+            document = making.result() if making is not None else None
+    finally:
+        _record_checks(deployment, checks)
     if document is not None:
         sbom_record(release, document)
-        _scan(ctx, release, retried_later=True)
+        _scan(ws, release, retried_later=True)
     if failed:
         raise StepFailed("Post-publication checks failed. " + " ".join(failed))
     _record_verified(deployment, output)
 
 
-def _scan(ctx: JobContext, release: Release, *, retried_later: bool = False) -> None:
-    ctx.step("asking the vulnerability service about every SBOM component")
+def _project_page_url(deployment: Deployment) -> str:
+    template = deployment.environment.project_url_template
+    if not template:
+        return ""
+    try:
+        return template.format(name=deployment.release.project.name, version=deployment.release.version)
+    except (KeyError, IndexError, ValueError):
+        raise StepFailed(f"The environment's project URL template {template!r} is not valid.") from None
+
+
+def _record_checks(deployment: Deployment, checks: Checks) -> None:
+    for check in checks.done:
+        check_record(deployment, check.name, passed=check.passed, detail=check.detail, seconds=check.seconds)
+
+
+def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
+    """Each file is verified, with what the index served. A project's own
+    workflow uploaded the files it built: they reach the index here."""
+    for record in deployment.files.select_related("artifact"):
+        served = output.files.get(record.artifact.filename) or record.index_sha256
+        if record.state == DeploymentFile.State.PENDING:
+            record = (
+                transition(
+                    record,
+                    DeploymentFile.State.ON_INDEX,
+                    outcome=DeploymentFile.Outcome.UPLOADED,
+                    reason="uploaded by the project's workflow",
+                    changes={"index_sha256": served},
+                )
+                or record
+            )
+        if record.state == DeploymentFile.State.ON_INDEX:
+            transition(record, DeploymentFile.State.VERIFIED, changes={"index_sha256": served})
+    Deployment.objects.filter(pk=deployment.pk).update(verified_modules=output.modules)
+
+
+def scan_work(ws: Workspace, job: Job) -> None:
+    _scan(ws, _release(job))
+
+
+def _scan(ws: Workspace, release: Release, *, retried_later: bool = False) -> None:
+    ws.step("asking the vulnerability service about every SBOM component")
     try:
         report = release_scan(release)
     except TransientError as exc:
         if not retried_later:
             raise
-        ctx.log.write(f"vulnerability scan not done: {exc}")
+        ws.log.write(f"vulnerability scan not done: {exc}")
         return
-    ctx.log.write(f"{report.components} components scanned, {len(report.new_findings)} new findings")
+    ws.log.write(f"{report.components} components scanned, {len(report.new_findings)} new findings")
     for finding in report.new_findings:
-        ctx.log.write(f"{finding.vuln_id}: {finding.package} {finding.version} ({finding.severity})")
+        ws.log.write(f"{finding.vuln_id}: {finding.package} {finding.version} ({finding.severity})")
 
 
-def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
-    for record in deployment.files.select_related("artifact"):
-        record.state = DeploymentFile.State.VERIFIED
-        record.index_sha256 = output.files.get(record.artifact.filename) or record.index_sha256
-        record.save(update_fields=["state", "index_sha256", "updated_at"])
-    summary = dict(deployment.summary)
-    summary["verify"] = {"files": output.files, "modules": output.modules, "seconds": round(output.seconds, 2)}
-    Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
+def webhook_work(ws: Workspace, job: Job) -> None:
+    if job.delivery is None:
+        raise StepFailed(f"{job} has no webhook delivery.")
+    ws.step(f"processing {job.delivery}")
+    webhook_process(job.delivery)
 
 
-def job_succeeded(job: Job) -> None:
-    if job.kind == Job.Kind.UPLOAD and job.deployment is not None:
-        deployment_transition(job.deployment, Status.VERIFYING)
-        job_create(kind=Job.Kind.VERIFY, release=job.release, deployment=job.deployment)
-    elif job.kind == Job.Kind.DISPATCH and job.deployment is not None:
-        job_create(kind=Job.Kind.TRACK, release=job.release, deployment=job.deployment)
-    elif job.kind == Job.Kind.TRACK and job.deployment is not None:
-        deployment_transition(job.deployment, Status.VERIFYING)
-        job_create(kind=Job.Kind.VERIFY, release=job.release, deployment=job.deployment)
-    elif job.kind == Job.Kind.VERIFY and job.deployment is not None:
-        deployment = job.deployment
-        deployment.refresh_from_db()
-        summary = shipped_summary(deployment)
-        Deployment.objects.filter(pk=deployment.pk).update(summary=summary)
-        deployment_transition(deployment, Status.SUCCEEDED, data={"files": summary["files"]})
-
-
-def job_failed(job: Job, reason: str) -> None:
-    if job.kind == Job.Kind.BUILD:
-        release_record_build_failure(job.release, reason)
-    elif job.deployment is not None:
-        deployment = job.deployment
-        deployment.refresh_from_db()
-        if deployment.is_active:
-            deployment_transition(deployment, Status.FAILED, reason=f"{job.get_kind_display()} failed: {reason}")
-
-
-def shipped_summary(deployment: Deployment) -> dict[str, object]:
-    """What shipped: files with digests and where they are, and step times."""
-    jobs = deployment.jobs.filter(state=Job.State.FINISHED).order_by("created_at")
-    return {
-        **deployment.summary,
-        "version": deployment.release.version,
-        "environment": deployment.environment.name,
-        "index_url": deployment.environment.index_url,
-        "files": {
-            f.artifact.filename: {"sha256": f.artifact.sha256, "size": f.artifact.size, "state": f.state, "url": f.url}
-            for f in deployment.files.select_related("artifact")
-        },
-        "steps": {j.kind: round(j.duration_seconds or 0, 2) for j in jobs},
-        "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in deployment.checks.all()},
-        "sbom_components": Sbom.objects.filter(release=deployment.release).values_list("components", flat=True).first(),
-        "finished_at": timezone.now().isoformat(),
-    }
+WORK: dict[str, Work] = {
+    Kind.BUILD: build_work,
+    Kind.UPLOAD: upload_work,
+    Kind.VERIFY: verify_work,
+    Kind.DISPATCH: dispatch_work,
+    Kind.TRACK: track_work,
+    Kind.SCAN: scan_work,
+    Kind.WEBHOOK: webhook_work,
+}

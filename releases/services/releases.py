@@ -1,16 +1,20 @@
-"""Releases: create one (and its build job), record what the build made."""
+"""Releases: create one (and its build job), and record what the build made."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from releases.actors import Actor, person
-from releases.models import Artifact, Deployment, Job, Project, Release
+from releases.clients import artifacts
+from releases.models import Artifact, AuditAction, Deployment, Job, Project, Release
 from releases.services.audit import audit_record
-from releases.services.deployments import deployment_start, deployment_transition
+from releases.services.deployments import deployment_fail, deployment_start
 from releases.services.jobs import job_create
+from releases.services.lifecycle import transition
+from releases.steps.runner import sha256_file
 from releases.validators import clean_ref, clean_version
 
 
@@ -20,15 +24,10 @@ def release_create(*, project: Project, version: str, ref: str, actor: Actor) ->
     ref = clean_ref(ref)
     try:
         with transaction.atomic():
-            release = Release.objects.create(
-                project=project,
-                version=version,
-                ref=ref,
-                created_by=person(actor),
-            )
+            release = Release.objects.create(project=project, version=version, ref=ref, created_by=person(actor))
             audit_record(
                 actor=actor,
-                action="release.created",
+                action=AuditAction.RELEASE_CREATED,
                 target=release,
                 release=release,
                 data={"project": project.name, "version": version, "ref": ref},
@@ -41,10 +40,31 @@ def release_create(*, project: Project, version: str, ref: str, actor: Actor) ->
     return release
 
 
-def release_mark_building(release: Release) -> None:
-    Release.objects.filter(pk=release.pk, build_state=Release.BuildState.PENDING).update(
-        build_state=Release.BuildState.BUILDING
-    )
+def release_start_build(release: Release) -> None:
+    """The build job has started (a second attempt finds it building already)."""
+    transition(release, Release.State.BUILDING, expect=[Release.State.QUEUED])
+
+
+def release_store_files(release: Release, files: list[Path]) -> list[Artifact]:
+    """Put the built files in artifact storage, each written once under a
+    name that holds its digest (an attempt that died before the build was
+    recorded may have left other bytes: those stay unseen beside it). The
+    rows are written with the build's record (``release_record_build``)."""
+    rows = []
+    for path in files:
+        digest = sha256_file(path)
+        stored = artifacts.store(path, f"{release.project.name}/{release.version}/{digest}/{path.name}")
+        rows.append(
+            Artifact(
+                release=release,
+                filename=path.name,
+                kind=Artifact.Kind.WHEEL if path.suffix == ".whl" else Artifact.Kind.SDIST,
+                size=stored.size,
+                sha256=stored.sha256,
+                path=stored.name,
+            )
+        )
+    return rows
 
 
 def release_record_build(release: Release, *, commit: str, artifacts: list[Artifact], warnings: list[str]) -> None:
@@ -57,34 +77,28 @@ def release_record_build(release: Release, *, commit: str, artifacts: list[Artif
         for artifact in artifacts:
             artifact.release = locked
             artifact.save()
-        locked.commit = commit
-        locked.build_state = Release.BuildState.BUILT
-        locked.build_warnings = warnings
-        locked.build_error = ""
-        locked.built_at = timezone.now()
-        locked.save(update_fields=["commit", "build_state", "build_warnings", "build_error", "built_at"])
-        audit_record(
-            actor=None,
-            action="release.built",
-            target=locked,
-            release=locked,
+        transition(
+            locked,
+            Release.State.FINISHED,
+            outcome=Release.Outcome.BUILT,
+            changes={"commit": commit, "warnings": warnings},
             data={"commit": commit, "files": {a.filename: a.sha256 for a in artifacts}, "warnings": warnings},
         )
-        for deployment in locked.deployments.filter(status=Deployment.Status.QUEUED, jobs__isnull=True):
+        for deployment in locked.deployments.filter(state=Deployment.State.QUEUED, jobs__isnull=True):
             deployment_start(deployment)
 
 
 def release_record_build_failure(release: Release, reason: str) -> None:
+    """The build failed: so does every deployment that waited for it."""
     with transaction.atomic():
-        updated = (
-            Release.objects.filter(pk=release.pk)
-            .exclude(build_state=Release.BuildState.BUILT)
-            .update(build_state=Release.BuildState.FAILED, build_error=reason[:5000])
+        failed = transition(
+            release,
+            Release.State.FINISHED,
+            outcome=Release.Outcome.FAILED,
+            reason=reason,
+            expect=[Release.State.QUEUED, Release.State.BUILDING],
         )
-        if not updated:
+        if failed is None:
             return
-        audit_record(
-            actor=None, action="release.build_failed", target=release, release=release, data={"reason": reason[:1000]}
-        )
-        for deployment in release.deployments.filter(status__in=Deployment.ACTIVE_STATUSES):
-            deployment_transition(deployment, Deployment.Status.FAILED, reason=f"The build failed: {reason}")
+        for deployment in release.deployments.exclude(state=Deployment.State.FINISHED):
+            deployment_fail(deployment, f"The build failed: {reason}")

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from releases.actors import Actor
+from releases.models import AuditAction
 from releases.services.audit import audit_record
 
 ROLES = ("viewer", "releaser", "approver", "admin")
@@ -77,7 +78,9 @@ def role_assign(user: User, role: str, *, actor: Actor = None) -> None:
         if role == "admin" and not user.is_staff:
             user.is_staff = True
             user.save(update_fields=["is_staff"])
-        audit_record(actor=actor, action="role.assigned", target=user, data={"user": user.username, "role": role})
+        audit_record(
+            actor=actor, action=AuditAction.ROLE_ASSIGNED, target=user, data={"user": user.username, "role": role}
+        )
 
 
 def role_remove(user: User, role: str, *, actor: Actor = None) -> None:
@@ -87,7 +90,9 @@ def role_remove(user: User, role: str, *, actor: Actor = None) -> None:
         if role == "admin" and user.is_staff and not user.is_superuser:
             user.is_staff = False
             user.save(update_fields=["is_staff"])
-        audit_record(actor=actor, action="role.removed", target=user, data={"user": user.username, "role": role})
+        audit_record(
+            actor=actor, action=AuditAction.ROLE_REMOVED, target=user, data={"user": user.username, "role": role}
+        )
 
 
 def _group(role: str) -> Group:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from packageurl import PackageURL
 
+from releases.clients import osv
 from releases.errors import TransientError
-from releases.models import Job, Release, Sbom, VulnerabilityAlert, VulnerabilityFinding
-from releases.pipeline import osv
+from releases.models import AuditAction, Job, Release, Sbom, VulnerabilityAlert, VulnerabilityFinding
 from releases.selectors.supply import Component, sbom_components, shipped_releases
 from releases.services.audit import audit_record
+from releases.services.config import retry_policy
 from releases.services.jobs import job_create
 
 logger = logging.getLogger(__name__)
@@ -56,14 +58,17 @@ def release_scan(release: Release, *, alert: bool = False) -> ScanReport:
     sbom = Sbom.objects.get(release=release)
     components = [c for c in sbom_components(sbom.document) if pypi_purl(c)]
     try:
-        ids = osv.query_batch([pypi_purl(c) or "" for c in components])
+        ids = osv.query_batch(settings.OSV_API_URL, [pypi_purl(c) or "" for c in components], policy=retry_policy())
         details: dict[tuple[str, str], osv.Vulnerability] = {}
         for component, vuln_ids in zip(components, ids, strict=True):
             for vuln_id in vuln_ids:
-                details[(component.key, vuln_id)] = osv.vulnerability(vuln_id, component.name)
+                details[(component.key, vuln_id)] = osv.vulnerability(
+                    settings.OSV_API_URL, vuln_id, component.name, policy=retry_policy()
+                )
     except TransientError as exc:
-        Sbom.objects.filter(pk=sbom.pk).update(scan_error=str(exc)[:2000])
-        raise
+        why = f"{exc} The scan will be retried."
+        Sbom.objects.filter(pk=sbom.pk).update(scan_error=why[:2000])
+        raise TransientError(why) from None
     versions = {c.key: c.version for c in components}
     new: list[VulnerabilityFinding] = []
     with transaction.atomic():
@@ -85,7 +90,7 @@ def release_scan(release: Release, *, alert: bool = False) -> ScanReport:
         Sbom.objects.filter(pk=sbom.pk).update(scanned_at=timezone.now(), scan_error="")
         audit_record(
             actor=None,
-            action="release.scanned",
+            action=AuditAction.RELEASE_SCANNED,
             target=sbom,
             release=release,
             data={

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from releases.models import CheckResult, Deployment, Release, Sbom
+from releases.models import AuditAction, CheckResult, Deployment, Release, Sbom
 from releases.redaction import redact
 from releases.services.audit import audit_record
 
@@ -34,7 +34,7 @@ def sbom_record(release: Release, document: dict[str, Any]) -> Sbom | None:
             sbom = Sbom.objects.create(release=release, document=document, components=components)
             audit_record(
                 actor=None,
-                action="release.sbom_recorded",
+                action=AuditAction.RELEASE_SBOM_RECORDED,
                 target=sbom,
                 release=release,
                 data={"components": components, "spec_version": document.get("specVersion", "")},

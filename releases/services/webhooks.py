@@ -23,14 +23,17 @@ from django.db import IntegrityError, transaction
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from releases.models import Deployment, Project, Release, WebhookDelivery
+from releases.models import Deployment, Job, Project, Release, WebhookDelivery
 from releases.selectors.lookups import environment_first_automatic
 from releases.services.credentials import CredentialError, credential_reveal
 from releases.services.deployments import deployment_request
+from releases.services.jobs import job_create
+from releases.services.lifecycle import transition
 from releases.services.releases import release_create
 from releases.services.workflow_runs import workflow_run_from_webhook
 from releases.validators import clean_ref, clean_version
 
+State = WebhookDelivery.State
 Outcome = WebhookDelivery.Outcome
 KEPT_HEADERS = ("user-agent", "content-type", "content-length", "x-github-", "x-hub-signature")
 
@@ -100,7 +103,7 @@ def webhook_receive(request: Request) -> WebhookDelivery:
     )
     refusal = _refusal(request, project, headers)
     if refusal is not None:
-        delivery.status_code, delivery.error = refusal
+        delivery.status_code, delivery.reason = refusal
         delivery.outcome = Outcome.REFUSED
         delivery.save()
         return delivery
@@ -116,23 +119,26 @@ def webhook_receive(request: Request) -> WebhookDelivery:
         payload = None
     if not isinstance(payload, dict):
         delivery.status_code, delivery.outcome = 400, Outcome.REFUSED
-        delivery.error = "The body is not a JSON object."
+        delivery.reason = "The body is not a JSON object."
         delivery.save()
         return delivery
     action = payload.get("action")
     delivery.action = _text(action, 100) if isinstance(action, str) else ""
-    delivery.status_code, delivery.outcome, delivery.error = _decide(project, delivery.event, delivery.action, payload)
+    delivery.status_code, outcome, delivery.reason = _decide(project, delivery.event, delivery.action, payload)
+    if outcome == QUEUE:
+        delivery.state, delivery.outcome = State.QUEUED, Outcome.NONE
+    else:
+        delivery.outcome = outcome
     delivery.accepted = delivery.outcome != Outcome.REFUSED
     if delivery.accepted:
         delivery.payload = payload
     try:
         with transaction.atomic():
             delivery.save()
-            if delivery.outcome == Outcome.QUEUED:
-                from releases.tasks import process_webhook
-
-                pk = delivery.pk
-                transaction.on_commit(lambda: process_webhook.delay(pk))
+            if delivery.state == State.QUEUED:
+                # Its work is a job like any other: sent after commit, and
+                # found again by the reaper if the message is lost.
+                job_create(kind=Job.Kind.WEBHOOK, delivery=delivery)
     except IntegrityError:
         # The same delivery id accepted a moment ago by another request.
         delivery.pk = None
@@ -166,17 +172,21 @@ def _refusal(request: Request, project: Project | None, headers: dict[str, str])
 
 
 def _duplicate(delivery: WebhookDelivery) -> WebhookDelivery:
-    delivery.status_code, delivery.outcome = 200, Outcome.DUPLICATE
-    delivery.error = "This delivery was processed before; nothing was done again."
+    delivery.status_code, delivery.state, delivery.outcome = 200, State.FINISHED, Outcome.DUPLICATE
+    delivery.reason = "This delivery was processed before; nothing was done again."
     delivery.save()
     return delivery
+
+
+# What _decide answers for a delivery whose work waits for its job.
+QUEUE = "queue"
 
 
 def _decide(project: Project, event: str, action: str, payload: dict[str, Any]) -> tuple[int, str, str]:
     if event == "ping":
         return 200, Outcome.DONE, ""
     if event == "workflow_run":
-        return 202, Outcome.QUEUED, ""
+        return 202, QUEUE, ""
     if event != "release":
         return 200, Outcome.IGNORED, f"The console does not use {event or 'unnamed'!r} events."
     wanted = {"published", "created"} if project.release_on_created else {"published"}
@@ -197,29 +207,33 @@ def _decide(project: Project, event: str, action: str, payload: dict[str, Any]) 
         tag_version(tag)
     except ValidationError as exc:
         return 422, Outcome.REFUSED, " ".join(exc.messages)
-    return 202, Outcome.QUEUED, ""
+    return 202, QUEUE, ""
 
 
-def webhook_process(delivery_id: int) -> None:
-    """Do the queued work of an accepted delivery, once."""
-    with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id, outcome=Outcome.QUEUED).first()
-        if delivery is None or delivery.project is None or not isinstance(delivery.payload, dict):
-            return
-        try:
-            with transaction.atomic():
-                if delivery.event == "release":
-                    tag = str(delivery.payload["release"]["tag_name"])
-                    delivery.release = release_publish_from_tag(delivery.project, tag)
-                    delivery.outcome = Outcome.DONE
-                elif delivery.event == "workflow_run":
-                    tracked = workflow_run_from_webhook(delivery.payload)
-                    delivery.outcome = Outcome.DONE if tracked else Outcome.IGNORED
-                    delivery.error = "" if tracked else "No deployment follows this run."
-        except ValidationError as exc:
-            delivery.outcome = Outcome.FAILED
-            delivery.error = " ".join(exc.messages)[:2000]
-        delivery.save(update_fields=["release", "outcome", "error"])
+def webhook_process(delivery: WebhookDelivery) -> None:
+    """Do the queued work of an accepted delivery, once: a release tag
+    starts a release, a workflow run updates the run it names. Work the
+    rules refuse ends the delivery as failed, with why."""
+    current = WebhookDelivery.objects.select_related("project").get(pk=delivery.pk)
+    if current.state != State.QUEUED or current.project is None or not isinstance(current.payload, dict):
+        return
+    outcome, reason, release = Outcome.DONE, "", None
+    try:
+        with transaction.atomic():
+            if current.event == "release":
+                release = release_publish_from_tag(current.project, str(current.payload["release"]["tag_name"]))
+            elif current.event == "workflow_run" and not workflow_run_from_webhook(current.payload):
+                outcome, reason = Outcome.IGNORED, "No deployment follows this run."
+    except ValidationError as exc:
+        outcome, reason = Outcome.FAILED, " ".join(exc.messages)[:2000]
+    transition(
+        current, State.FINISHED, outcome=outcome, reason=reason, changes={"release": release}, expect=[State.QUEUED]
+    )
+
+
+def webhook_fail(delivery: WebhookDelivery, reason: str) -> None:
+    """The delivery's job failed (its worker, not the rules): say so on the delivery."""
+    transition(delivery, State.FINISHED, outcome=Outcome.FAILED, reason=reason, expect=[State.QUEUED])
 
 
 def release_publish_from_tag(project: Project, tag: str) -> Release:
@@ -234,7 +248,7 @@ def release_publish_from_tag(project: Project, tag: str) -> Release:
     environment = environment_first_automatic()
     if environment is None:
         raise ValidationError("There is no environment to publish to first (test-pypi, or one without approvals).")
-    ended_badly = (Deployment.Status.FAILED, Deployment.Status.CANCELLED, Deployment.Status.EXPIRED)
-    if not release.deployments.filter(environment=environment).exclude(status__in=ended_badly).exists():
+    ended_badly = (Deployment.Outcome.FAILED, Deployment.Outcome.CANCELLED, Deployment.Outcome.EXPIRED)
+    if not release.deployments.filter(environment=environment).exclude(outcome__in=ended_badly).exists():
         deployment_request(release=release, environment=environment, actor=None)
     return release

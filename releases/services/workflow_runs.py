@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from releases.models import Deployment, WorkflowRun
+from releases.models import AuditAction, Deployment, WorkflowRun
 from releases.services.audit import audit_record
 
 
@@ -54,7 +54,7 @@ def workflow_run_adopt(record: WorkflowRun, run_id: int) -> bool:
             deployment = record.deployment
             audit_record(
                 actor=None,
-                action="workflow.dispatched",
+                action=AuditAction.WORKFLOW_DISPATCHED,
                 target=deployment,
                 release=deployment.release,
                 data={
@@ -104,7 +104,7 @@ def workflow_run_record_result(record: WorkflowRun) -> None:
         deployment.save(update_fields=["summary"])
         audit_record(
             actor=None,
-            action="workflow.completed",
+            action=AuditAction.WORKFLOW_COMPLETED,
             target=deployment,
             release=deployment.release,
             data={"run_id": record.run_id, "html_url": record.html_url, "conclusion": record.conclusion},

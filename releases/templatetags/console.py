@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Protocol
 
 from django import template
 from django.utils import timezone
@@ -50,7 +51,17 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+class Labelled(Protocol):
+    """Anything that moves: its word for where it is or how it ended."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def label_key(self) -> str: ...
+
+
 @register.simple_tag
-def status(value: str, label: str) -> SafeString:
-    """A badge whose colour follows the status word, with the word itself for everyone."""
-    return format_html('<span class="badge badge-{}">{}</span>', value or "none", label)
+def status(thing: Labelled) -> SafeString:
+    """A badge whose colour follows where ``thing`` is (or how it ended), with the word itself for everyone."""
+    return format_html('<span class="badge badge-{}">{}</span>', thing.label_key or "none", thing.label)

@@ -12,8 +12,17 @@ from django.views.decorators.http import require_GET, require_POST
 
 from releases.models import Approval, Deployment
 from releases.selectors.approvals import approval_review, deployments_awaiting
-from releases.services.approvals import ApprovalRefused, approval_cancel, approval_give, can_approve
+from releases.services.approvals import (
+    SECOND_FACTOR,
+    ApprovalRefused,
+    approval_cancel,
+    approval_eligibility,
+    approval_give,
+    can_approve,
+)
+from releases.services.deployments import requester_may_cancel
 from releases.services.second_factor import second_factor_enrolled
+from releases.views.second_factor import second_factor_fresh
 
 
 def _user(request: HttpRequest) -> User:
@@ -22,8 +31,8 @@ def _user(request: HttpRequest) -> User:
 
 
 def _verified(request: HttpRequest) -> bool:
-    # OTPMiddleware sets is_verified() on the request's user.
-    return bool(getattr(request.user, "is_verified", lambda: False)())
+    # Verified with a second factor that still exists, within SECOND_FACTOR_MAX_AGE_HOURS.
+    return second_factor_fresh(request)
 
 
 def _deployment(deployment_id: int) -> Deployment:
@@ -47,7 +56,8 @@ def awaiting(request: HttpRequest) -> HttpResponse:
 def _approval_page(request: HttpRequest, deployment: Deployment, *, error: str = "", status: int = 200) -> HttpResponse:
     user = _user(request)
     review = approval_review(deployment)
-    decided = any(a.approver_id == user.pk for a in review.approvals)
+    verified = _verified(request)
+    blockers = approval_eligibility(deployment, user, second_factor_verified=verified)
     is_requester = deployment.requested_by_id == user.pk
     return render(
         request,
@@ -56,17 +66,14 @@ def _approval_page(request: HttpRequest, deployment: Deployment, *, error: str =
             "deployment": deployment,
             "review": review,
             "error": error,
-            "can_decide": (
-                can_approve(user)
-                and not is_requester
-                and not decided
-                and deployment.status == Deployment.Status.PENDING_APPROVAL
-            ),
+            # The decision is offered exactly when the service would take it.
+            "can_decide": not blockers,
+            # A second factor is all that is missing: show the way to it.
+            "needs_second_factor": [b.code for b in blockers] == [SECOND_FACTOR],
+            "blockers": blockers,
             "is_requester": is_requester,
-            "decided": decided,
-            "can_cancel": deployment.status == Deployment.Status.PENDING_APPROVAL
-            and (is_requester or user.is_superuser),
-            "needs_second_factor": deployment.environment.require_second_factor and not _verified(request),
+            "decided": any(a.approver_id == user.pk for a in review.approvals),
+            "can_cancel": deployment.awaits_approval and requester_may_cancel(deployment, user),
             "enrolled": second_factor_enrolled(user),
             "valid_approvals": sum(
                 1 for a in review.approvals if a.decision == Approval.Decision.APPROVE and a.digests == review.digests

@@ -43,7 +43,15 @@ class HistoryFilterForm(forms.Form):
         to_field_name="name",
         empty_label="Any environment",
     )
-    status = forms.ChoiceField(choices=[("", "Any status"), *Deployment.Status.choices], required=False)
+    # Where a deployment is, or how it ended: one list, as people think of it.
+    status = forms.ChoiceField(
+        choices=[
+            ("", "Any status"),
+            *[(value, label) for value, label in Deployment.State.choices if value != Deployment.State.FINISHED],
+            *[(value, label) for value, label in Deployment.Outcome.choices if value],
+        ],
+        required=False,
+    )
     requested_by = forms.CharField(label="Requested by", required=False, max_length=150)
     date_from = forms.DateField(
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Requested on or after."

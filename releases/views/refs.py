@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from releases.errors import StepFailed, TransientError
 from releases.selectors.lookups import project_by_name
-from releases.selectors.refs import github_refs
+from releases.services.workflow import github_refs
 
 
 @login_required

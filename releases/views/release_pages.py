@@ -8,12 +8,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.files.storage import storages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
+from releases.clients import artifacts
+from releases.clients.artifacts import ArtifactMissing, ArtifactStorageError
 from releases.models import Artifact, Deployment, Environment, Job, Release
 from releases.selectors.release_pages import (
     LOG_PAGE_LINES,
@@ -23,71 +26,51 @@ from releases.selectors.release_pages import (
     release_jobs,
     release_timeline,
 )
-from releases.services.deployments import deployment_request
-from releases.views.access import require_permission, viewer_required
-
-# While any of these is true the page polls its live part; then it stops.
-RUNNING_DEPLOYMENT = (
-    Deployment.Status.APPROVED,
-    Deployment.Status.QUEUED,
-    Deployment.Status.UPLOADING,
-    Deployment.Status.VERIFYING,
+from releases.services.deployments import (
+    PERMISSION,
+    Blocker,
+    deployment_blockers,
+    deployment_request,
+    environment_action,
 )
+from releases.views.access import require_permission, viewer_required
 
 
 @dataclass(frozen=True)
 class EnvironmentPanel:
-    """One environment on the release page: its newest deployment and what the viewer may do."""
+    """One environment on the release page: its newest deployment, the
+    action, and what stands in its way (``deployment_blockers``)."""
 
     environment: Environment
     deployment: Deployment | None
     action: str  # "Publish to Test PyPI" / "Request push to PyPI"
-    permission: str
-    allowed: bool  # the viewer holds the permission
-    blocked: str  # why the action is not offered now, in words
+    blockers: list[Blocker]
 
     @property
     def offered(self) -> bool:
-        return self.allowed and not self.blocked
+        """The button is there exactly when the service would take the click."""
+        return not self.blockers
 
-
-def environment_action(environment: Environment) -> tuple[str, str]:
-    if environment.required_approvals == 0:
-        return f"Publish to {environment.title}", "releases.publish_deployment"
-    return f"Request push to {environment.title}", "releases.request_deployment"
+    @property
+    def allowed(self) -> bool:
+        """The viewer holds the permission: the reasons are theirs to read."""
+        return all(b.code != PERMISSION for b in self.blockers)
 
 
 def _panels(request: HttpRequest, release: Release, deployments: list[Deployment]) -> list[EnvironmentPanel]:
     environments = list(Environment.objects.select_related("requires_success_in").order_by("position", "name"))
     newest: dict[int, Deployment] = {}
-    succeeded: set[int] = set()
     for deployment in deployments:  # newest first
         newest.setdefault(deployment.environment_id, deployment)
-        if deployment.status == Deployment.Status.SUCCEEDED:
-            succeeded.add(deployment.environment_id)
-    panels = []
-    for environment in environments:
-        action, permission = environment_action(environment)
-        current = newest.get(environment.pk)
-        earlier = environment.requires_success_in
-        blocked = ""
-        if release.build_state == Release.BuildState.FAILED:
-            blocked = "The build failed; create a new version."
-        elif current is not None and current.is_active:
-            blocked = f"A deployment is already {current.get_status_display().lower()}."
-        elif earlier is not None and earlier.pk not in succeeded:
-            blocked = f"Publish and verify on {earlier.title} first."
-        panels.append(
-            EnvironmentPanel(
-                environment=environment,
-                deployment=current,
-                action=action,
-                permission=permission,
-                allowed=request.user.has_perm(permission),
-                blocked=blocked,
-            )
+    return [
+        EnvironmentPanel(
+            environment=environment,
+            deployment=newest.get(environment.pk),
+            action=environment_action(environment)[0],
+            blockers=deployment_blockers(release, environment, request.user),
         )
-    return panels
+        for environment in environments
+    ]
 
 
 def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
@@ -102,11 +85,7 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
             if job.state == Job.State.RUNNING and job.started_at
             else job.duration_seconds
         )
-    active = (
-        bool(running)
-        or release.build_state in (Release.BuildState.PENDING, Release.BuildState.BUILDING)
-        or any(d.status in RUNNING_DEPLOYMENT for d in deployments)
-    )
+    active = bool(running) or release.is_building or any(d.state in Deployment.RUNNING_STATES for d in deployments)
     return {
         "release": release,
         "project": release.project,
@@ -117,7 +96,7 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
         # Polling follows whatever runs next unless the viewer picked a job.
         "pinned_job": chosen if chosen is not None and request.GET.get("job") == str(chosen.pk) else None,
         "log": job_log_page(chosen) if chosen is not None else None,
-        "summaries": [d for d in deployments if d.status == Deployment.Status.SUCCEEDED and d.summary],
+        "summaries": [d for d in deployments if d.succeeded and d.summary],
         "deployments": deployments,
         "active": active,
     }
@@ -167,15 +146,13 @@ def release_deploy(request: HttpRequest, name: str, version: str, environment: s
     release = _release(name, version)
     target = get_object_or_404(Environment, name=environment)
     action, permission = environment_action(target)
-    require_permission(request, permission)
+    require_permission(request, permission)  # a refusal without the role is a 403, not a message
     try:
         deployment = deployment_request(release=release, environment=target, actor=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(
-            request, f"{action}: deployment #{deployment.pk} is {deployment.get_status_display().lower()}."
-        )
+        messages.success(request, f"{action}: deployment #{deployment.pk} is {deployment.label.lower()}.")
     return redirect("releases:release", name=release.project.name, version=release.version)
 
 
@@ -186,17 +163,33 @@ def job_log(request: HttpRequest, job_id: int) -> HttpResponse:
     before = request.GET.get("before", "")
     page = job_log_page(job, int(before) if before.isdigit() else None)
     template = "releases/partials/job_log.html" if request.htmx else "releases/job_log.html"  # type: ignore[attr-defined]
+    release = job.release
     return render(
         request,
         template,
-        {"job": job, "log": page, "release": job.release, "project": job.release.project, "page_size": LOG_PAGE_LINES},
+        {
+            "job": job,
+            "log": page,
+            "release": release,
+            "project": release.project if release is not None else None,
+            "page_size": LOG_PAGE_LINES,
+        },
     )
 
 
 @viewer_required
-def artifact_download(request: HttpRequest, artifact_id: int, filename: str) -> FileResponse:
-    """Stream a built file from the artifact storage, to signed-in people only."""
+def artifact_download(request: HttpRequest, artifact_id: int, filename: str) -> HttpResponseBase:
+    """Stream a built file from the artifact storage, to signed-in people
+    only, checked against its recorded digest as it goes."""
     artifact = get_object_or_404(Artifact, pk=artifact_id, filename=filename)
     require_permission(request, "releases.view_artifact")
-    handle = storages["artifacts"].open(artifact.path, "rb")
-    return FileResponse(handle, as_attachment=True, filename=artifact.filename, content_type="application/octet-stream")
+    try:
+        download = artifacts.open_download(artifact.path, sha256=artifact.sha256, size=artifact.size)
+    except ArtifactMissing:
+        raise Http404(f"{artifact.filename} is no longer in the artifact storage.") from None
+    except ArtifactStorageError as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(download.chunks, content_type="application/octet-stream")
+    response["Content-Length"] = str(download.size)
+    response["Content-Disposition"] = content_disposition_header(True, artifact.filename)
+    return response

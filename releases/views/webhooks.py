@@ -30,5 +30,6 @@ def github_webhook(request: HttpRequest, project_name: str) -> JsonResponse:
             too_large=too_large,
         )
     )
-    answer = {"outcome": delivery.outcome, "detail": delivery.error, "delivery": delivery.pk}
+    # "queued" while its job has not run; how it ended otherwise.
+    answer = {"outcome": delivery.outcome or delivery.state, "detail": delivery.reason, "delivery": delivery.pk}
     return JsonResponse(answer, status=delivery.status_code)

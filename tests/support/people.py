@@ -1,11 +1,16 @@
-"""People for approval tests: releasers, approvers, administrators."""
+"""People for the tests, given their roles through the service that gives
+roles to anyone (releases.services.roles)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
+
+from releases.services.roles import role_assign
 
 
-def make_user(username: str, *, approver: bool = False, superuser: bool = False) -> User:
+def make_user(username: str, *roles: str, approver: bool = False, superuser: bool = False) -> User:
+    """A person who can sign in, with the viewer role and ``roles``
+    (``approver=True`` adds the approver role)."""
     user = User.objects.create_user(
         username,
         email=f"{username}@example.org",
@@ -13,9 +18,7 @@ def make_user(username: str, *, approver: bool = False, superuser: bool = False)
         is_superuser=superuser,
         is_staff=superuser,
     )
-    if approver:
-        user.user_permissions.add(
-            Permission.objects.get(codename="approve_deployment", content_type__app_label="releases")
-        )
+    for role in ("viewer", *roles, *(["approver"] if approver else [])):
+        role_assign(user, role, actor=None)
     # A fresh instance: has_perm caches what it read.
     return User.objects.get(pk=user.pk)

@@ -86,7 +86,7 @@ def build_wheel(repo: SampleRepo, out: Path) -> Path:
     """Build ``repo``'s wheel with uv, as a maintainer would, and return its path."""
     import os
 
-    from releases.pipeline.tools import uv_bin
+    from releases.steps.tools import uv_bin
 
     before = set(out.glob("*.whl")) if out.exists() else set()
     subprocess.run(

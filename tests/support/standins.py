@@ -17,6 +17,7 @@ class JsonServer:
     def __init__(self, route: Route, port: int = 0) -> None:
         self.route = route
         self.requests: list[tuple[str, str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # of each request, in the same order
         server_self = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +26,7 @@ class JsonServer:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 server_self.requests.append((method, self.path, body))
+                server_self.headers.append(dict(self.headers))
                 status, payload = server_self.route(method, self.path, body)
                 data = json.dumps(payload).encode()
                 self.send_response(status)

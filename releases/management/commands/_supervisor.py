@@ -8,7 +8,7 @@ queue lock, and the worker then hangs at exit for good. KILL, when the grace
 is over, goes to the whole group, since gunicorn's and Celery's workers
 outlive a parent killed on its own (which is how a web worker once kept
 port 8000 after Ctrl-C). A worker's job runs its tools in sessions of their
-own (releases/pipeline/runner.py); the supervisor adopts whatever is
+own (releases/steps/runner.py); the supervisor adopts whatever is
 orphaned below it (a child subreaper, Linux), so those are found and
 killed too.
 """

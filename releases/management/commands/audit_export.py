@@ -11,9 +11,17 @@ from releases.services.audit import canonical_json, event_payload
 
 
 def export_lines() -> Iterator[str]:
-    """One canonical JSON object per event: the hashed fields, previous_hash and hash."""
+    """One canonical JSON object per event: the hashed fields, previous_hash, hash and the seal."""
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
-        yield canonical_json({**event_payload(event), "previous_hash": event.previous_hash, "hash": event.hash})
+        yield canonical_json(
+            {
+                **event_payload(event),
+                "previous_hash": event.previous_hash,
+                "hash": event.hash,
+                "seal": event.seal,
+                "seal_key_id": event.seal_key_id,
+            }
+        )
 
 
 class Command(BaseCommand):

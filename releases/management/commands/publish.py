@@ -48,30 +48,26 @@ class Command(ConsoleCommand):
                     self.stdout.write(f"release {release} created from {release.ref}; build queued")
         except ValidationError as exc:
             raise invalid(exc) from None
-        self.stdout.write(
-            f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.get_status_display().lower()}"
-        )
+        self.stdout.write(f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.label.lower()}")
         if not options["wait"]:
             return
-        if deployment.status == Deployment.Status.PENDING_APPROVAL:
+        if deployment.awaits_approval:
             self.stdout.write(f"waiting for {deployment.required_approvals} approval(s)")
 
         def finished() -> Deployment | None:
             current = Deployment.objects.get(pk=deployment.pk)
-            return current if current.status in Deployment.FINAL_STATUSES else None
+            return None if current.is_active else current
 
         current = wait_until(finished, timeout=options["wait_timeout"])
         built = Release.objects.get(pk=release.pk)
         if options["ref"] is not None and built.is_built:
             self.stdout.write(f"built {built} at {built.commit[:12]}")
         for record in current.files.select_related("artifact"):
-            self.stdout.write(
-                f"  {record.artifact.filename}  sha256:{record.artifact.sha256}  {record.get_state_display()}"
-            )
-        if current.status != Deployment.Status.SUCCEEDED:
+            self.stdout.write(f"  {record.artifact.filename}  sha256:{record.artifact.sha256}  {record.label}")
+        if not current.succeeded:
             # A deployment whose build failed has no job of its own: the build's log says why.
             job = current.jobs.order_by("created_at").last() or built.jobs.filter(kind=Job.Kind.BUILD).last()
             for line in log_tail(job):
                 self.stderr.write(f"  | {line}")
-            raise CommandError(f"deployment #{current.pk} {current.status}: {current.reason}")
+            raise CommandError(f"deployment #{current.pk} {current.outcome}: {current.reason}")
         self.stdout.write(f"deployment #{current.pk} succeeded: {release} is on {environment.name} and verified")

@@ -33,13 +33,13 @@ class Command(ConsoleCommand):
 
         def finished() -> Release | None:
             current = Release.objects.get(pk=release.pk)
-            return current if current.build_state in (Release.BuildState.BUILT, Release.BuildState.FAILED) else None
+            return None if current.is_building else current
 
         current = wait_until(finished, timeout=options["wait_timeout"])
-        if current.build_state == Release.BuildState.FAILED:
+        if current.build_failed:
             for line in log_tail(current.jobs.filter(kind="build").last()):
                 self.stderr.write(f"  | {line}")
-            raise CommandError(f"build failed: {current.build_error}")
+            raise CommandError(f"build failed: {current.reason}")
         for artifact in current.artifacts.all():
             self.stdout.write(f"  {artifact.filename}  {artifact.size} bytes  sha256:{artifact.sha256}")
         self.stdout.write(f"built {current} at {current.commit[:12]}")

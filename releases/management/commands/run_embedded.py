@@ -54,12 +54,17 @@ class Command(BaseCommand):
         try:
             index = start_sandbox_index(children, settings.VAR_DIR / "sandbox-index", options["index_port"])
             self.seed_environments(index)
+            env = dict(os.environ)
+            # Passkeys answer only the origin they were made on; browsers allow http for localhost alone.
+            env.setdefault("WEBAUTHN_ORIGINS", f"http://localhost:{options['port']}")
             here = settings.BASE_DIR
-            children.start("the worker", worker_command(), cwd=here)
-            children.start("beat", beat_command(), cwd=here)
-            children.start("the web server", web_command(options["port"]), cwd=here)
+            children.start("the worker", worker_command(), env=env, cwd=here)
+            children.start("beat", beat_command(), env=env, cwd=here)
+            children.start("the web server", web_command(options["port"]), env=env, cwd=here)
             self.stdout.write(
-                self.style.SUCCESS(f"Release console on http://127.0.0.1:{options['port']}/  (Ctrl-C stops)")
+                self.style.SUCCESS(
+                    f"Release console on http://localhost:{options['port']}/ (passkeys need this name)  (Ctrl-C stops)"
+                )
             )
             stopped = children.wait_for_any()
             self.stderr.write(f"{stopped.name} stopped (exit {stopped.process.returncode}); stopping the rest.")

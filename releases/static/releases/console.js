@@ -70,6 +70,15 @@
     });
   });
 
+  // django-otp-webauthn's script announces a registered passkey; the page
+  // that lists the person's devices shows it.
+  document.addEventListener("otp_webauthn.register_complete", function (event) {
+    const target = event.target.closest("[data-after-passkey]");
+    const url = (event.detail && event.detail.response && event.detail.response.redirect_url) ||
+      (target && target.dataset.afterPasskey);
+    if (url) window.location.assign(url);
+  });
+
   document.addEventListener("DOMContentLoaded", function () { localise(document); scrollLogs(document); });
   document.addEventListener("htmx:beforeSwap", rememberScroll);
   document.addEventListener("htmx:afterSettle", function () { localise(document); scrollLogs(document); });

@@ -1,1 +1,0 @@
-"""The steps a worker runs (build, upload, verify) and the tools they call."""

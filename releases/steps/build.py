@@ -1,0 +1,218 @@
+"""The build step: fetch the source at the ref, build sdist and wheel once,
+check them, and hand back the files (the services store them)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from releases.errors import StepFailed
+from releases.steps import runner
+from releases.steps.build_env import BuildEnvironment, cached_build_environment
+from releases.steps.tools import git_bin, python_bin, uv_bin
+from releases.steps.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build: a project's source at a ref, for one version."""
+
+    project: str
+    version: str
+    source: str
+    ref: str
+    strict: bool = False  # twine check warnings fail the build
+
+
+@dataclass
+class BuildOutput:
+    commit: str
+    files: list[Path]  # one sdist first, then the wheels
+    warnings: list[str]
+
+
+def build_release(ws: Workspace, request: BuildRequest) -> BuildOutput:
+    """1. Fetch the source. 2. Build. 3. twine check. 4. Match name and
+    version."""
+    source = ws.workdir / "src"
+    dist = ws.workdir / "dist"
+    commit = fetch_source(ws, request.source, request.ref, source)
+    ws.step(f"building sdist and wheel of {commit[:12]}, and twine check")
+    epoch = runner.run(ws, [git_bin(), "-C", str(source), "log", "-1", "--format=%ct"], show=["git", "log", "-1"])
+    # Timestamps from the commit, so that the same commit builds the same bytes.
+    env = runner.clean_env(ws, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()})
+    build_env = cached_build_environment(ws, request.project, source)
+    outputs = build_dists(ws, source, dist, env, build_env)
+    files = sorted(path for path in dist.glob("*/*") if path.suffix in {".whl", ".gz"})
+    check_names(request, files)
+    warnings = twine_warnings(request, outputs)
+    sdists = [p for p in files if p.name.endswith(".tar.gz")]
+    return BuildOutput(commit=commit, files=sdists + [p for p in files if p not in sdists], warnings=warnings)
+
+
+def build_dists(
+    ws: Workspace, source: Path, dist: Path, env: dict[str, str], build_env: BuildEnvironment | None
+) -> list[runner.Result]:
+    """1. Build the sdist from the checkout into ``dist/sdist``.
+    2. Build the wheel from that sdist into ``dist/wheel``, as ``python -m
+       build`` does: a file the sdist leaves out fails the build here, not
+       for a user installing from source. Meanwhile ``twine check`` reads
+       the sdist.
+    3. ``twine check`` the wheel.
+
+    Returns the checks' results. The check thread touches no database: the
+    log is written through its queue.
+    """
+    sdist = build_one(ws, "sdist", source, dist / "sdist", env, build_env)
+    checks: list[runner.Result] = []
+    failures: list[BaseException] = []
+
+    def check_sdist() -> None:
+        try:
+            checks.append(twine_check(ws, "sdist", sdist))
+        except BaseException as exc:  # re-raised in the job's own thread below
+            failures.append(exc)
+
+    thread = threading.Thread(target=check_sdist, name=f"job-{ws.job_id}-check-sdist")
+    thread.start()
+    try:
+        wheels = build_one(ws, "wheel", sdist, dist / "wheel", env, build_env)
+    finally:
+        thread.join()
+    if failures:
+        raise failures[0]
+    checks.append(twine_check(ws, "wheel", wheels))
+    return checks
+
+
+def build_one(
+    ws: Workspace, kind: str, source: Path, out: Path, env: dict[str, str], build_env: BuildEnvironment | None
+) -> Path:
+    """``uv build --sdist`` of a tree, or ``uv build --wheel`` of a tree or an
+    sdist, in the cached build environment when there is one; the file it
+    made. A build that fails there is built again in isolation, whose
+    result counts, and the environment is made anew for the next build."""
+    if build_env is not None and build_env.usable:
+        cached = ["--no-build-isolation", "--python", str(build_env.python)]
+        if _uv_build(ws, kind, source, out, env, cached, shown=cached[:1], check=False).returncode == 0:
+            return _made(kind, out)
+        ws.log.write(f"[{kind}] the cached build environment could not build it; building again in isolation")
+        build_env.discard()
+        shutil.rmtree(out, ignore_errors=True)
+    isolated = ["--python", python_bin(), "--default-index", settings.BUILD_INDEX_URL]
+    _uv_build(ws, kind, source, out, env, isolated, shown=[])
+    return _made(kind, out)
+
+
+def _uv_build(
+    ws: Workspace,
+    kind: str,
+    source: Path,
+    out: Path,
+    env: dict[str, str],
+    options: list[str],
+    *,
+    shown: list[str],
+    check: bool = True,
+) -> runner.Result:
+    return runner.run(
+        ws,
+        [uv_bin(), "build", f"--{kind}", *options, "--out-dir", str(out), "--no-config", str(source)],
+        show=["uv", "build", f"--{kind}", *shown, "--out-dir", f"dist/{kind}", source.name],
+        env=env,
+        check=check,
+        prefix=f"[{kind}] ",
+    )
+
+
+def _made(kind: str, out: Path) -> Path:
+    built = sorted(p for p in out.iterdir() if p.suffix in {".whl", ".gz"}) if out.is_dir() else []
+    if len(built) != 1:
+        raise StepFailed(f"uv build --{kind} made {[p.name for p in built]}; expected one file.")
+    return built[0]
+
+
+def twine_check(ws: Workspace, kind: str, path: Path) -> runner.Result:
+    return runner.run(
+        ws,
+        [python_bin(), "-m", "twine", "--no-color", "check", str(path)],
+        check=False,
+        show=["twine", "check", path.name],
+        prefix=f"[{kind}] ",
+    )
+
+
+def fetch_source(ws: Workspace, source: str, ref: str, target: Path) -> str:
+    ws.step(f"fetching {ref}")
+    runner.run(
+        ws,
+        [git_bin(), "clone", "--quiet", "--no-checkout", "--", source, str(target)],
+        show=["git", "clone", "--no-checkout", source, "src"],
+    )
+    resolved = runner.run(
+        ws,
+        [git_bin(), "-C", str(target), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+        check=False,
+        show=["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+    )
+    if resolved.returncode != 0 or not resolved.tail:
+        raise StepFailed(f"The ref {ref!r} does not exist in {source}. Push the tag or branch, then build again.")
+    commit = resolved.tail[-1].strip()
+    runner.run(
+        ws,
+        [git_bin(), "-C", str(target), "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit],
+        show=["git", "checkout", "--detach", commit],
+    )
+    return commit
+
+
+def check_names(request: BuildRequest, files: list[Path]) -> None:
+    """Refuse a build whose files are not exactly this project and version."""
+    sdists = [p for p in files if p.name.endswith(".tar.gz")]
+    wheels = [p for p in files if p.suffix == ".whl"]
+    if len(sdists) != 1 or not wheels:
+        raise StepFailed(f"The build made {[p.name for p in files]}; expected one sdist and at least one wheel.")
+    expected = (canonicalize_name(request.project), Version(request.version))
+    for path in files:
+        try:
+            if path.suffix == ".whl":
+                name, version, _, _ = parse_wheel_filename(path.name)
+            else:
+                name, version = parse_sdist_filename(path.name)
+        except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+            raise StepFailed(f"The build made a file with an invalid name: {exc}") from None
+        if (canonicalize_name(name), version) != expected:
+            raise StepFailed(
+                f"The build made {path.name} ({name} {version}), but this release is "
+                f"{request.project} {request.version}. Set the version in the project's metadata "
+                "to match the release (or the tag, for dynamic versions)."
+            )
+
+
+_WARNING = re.compile(r"^\s*WARNING\s+(.*)$")
+
+
+def twine_warnings(request: BuildRequest, checks: list[runner.Result]) -> list[str]:
+    """What ``twine check`` said of the files: errors fail the build, warnings
+    are kept (and fail it when the project is strict)."""
+    tails = [line for result in checks for line in result.tail]
+    warnings = [m.group(1).strip() for line in tails if (m := _WARNING.match(line))]
+    if any(result.returncode != 0 for result in checks):
+        errors = [line.strip() for line in tails if line.strip().startswith("ERROR")]
+        raise StepFailed("twine check failed: " + ("; ".join(errors) or "see the log"))
+    if warnings and request.strict:
+        raise StepFailed("twine check warned, and this project is strict: " + "; ".join(warnings))
+    return warnings
