@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --compile-bytecode --python $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
+.PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs bench-claims check-deploy lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-pipeline: install
 
 bench-logs: install
 	$(BIN)/python -m bench.logs
+
+# The embedded default's queue: a job's wait for its claim, and an idle worker's CPU.
+bench-claims: install
+	$(BIN)/python -m bench.claims
 
 bench-web: install
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)

@@ -11,7 +11,8 @@ version:
 (b) the console: ``manage.py publish P V --ref R --to ENV --wait``, from the
     ref to verified in one command, with a Celery worker of its own, on
     PostgreSQL + Redis or (``--embedded``) on SQLite + the embedded broker in
-    a var folder of its own, as ``make run`` has it.
+    a var folder of its own, as ``make run`` has it. Its vulnerability scan
+    asks a loopback OSV stand-in (tests/support/osv_standin.py).
 
 Prints the median time of each step and, last, the ratios console/guide
 (b/a) and console/uv (b/c).
@@ -189,6 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     where = "SQLite + the embedded broker" if args.embedded else "PostgreSQL + Redis"
 
+    from tests.support.osv_standin import OsvStandin
+
+    # No vulnerability service answers from this machine (a verify would wait
+    # out its retries), and the ways by hand scan nothing: the console asks a
+    # loopback stand-in that knows no vulnerability, as the tests do.
+    osv = OsvStandin().start()
+    os.environ["OSV_API_URL"] = osv.url
     with scratch("bench-pipeline-") as tmp:
         bench_environment(tmp / "var", embedded=args.embedded)
         if args.embedded:
@@ -239,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             worker.stop()
             devpi.stop()
+            osv.stop()
 
     titles = {
         "guide": "(a) by hand, the release guide",

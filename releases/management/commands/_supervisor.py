@@ -135,19 +135,28 @@ class Supervisor:
         return any(child.group_alive() for child in self.children) or bool(descendants(os.getpid()))
 
     def _reap_adopted(self) -> None:
-        """Collect the exit of orphans adopted by this process (never of our own children: Popen does that)."""
-        ours = {child.process.pid for child in self.children}
-        for pid, _ in descendants(os.getpid(), zombies=True, depth=1):
-            if pid not in ours:
-                with contextlib.suppress(ChildProcessError):  # reaped meanwhile
-                    os.waitpid(pid, os.WNOHANG)
+        """Collect the exit of orphans adopted by this process; our own children's, Popen collects."""
+        ours = {child.process.pid: child.process for child in self.children}
+        while True:
+            try:
+                # WNOWAIT: look without collecting, so that Popen keeps its child's exit code.
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return  # no child at all
+            if ended is None:
+                return
+            if ended.si_pid in ours:
+                ours.pop(ended.si_pid).poll()
+            else:
+                with contextlib.suppress(ChildProcessError):  # collected meanwhile
+                    os.waitpid(ended.si_pid, os.WNOHANG)
 
 
-def descendants(root: int, *, zombies: bool = False, depth: int | None = None) -> list[tuple[int, int]]:
-    """(pid, process group) of the processes below ``root``, from /proc.
+def descendants(root: int) -> list[tuple[int, int]]:
+    """(pid, process group) of the living processes below ``root``, from /proc.
 
-    Zombies (ended, not yet reaped) are left out unless asked for: they hold
-    no port and run nothing.
+    Zombies (ended, not yet collected) are left out: they hold no port and
+    run nothing.
     """
     table: dict[int, list[tuple[int, int, str]]] = {}
     for entry in os.listdir("/proc"):
@@ -161,12 +170,11 @@ def descendants(root: int, *, zombies: bool = False, depth: int | None = None) -
         state, ppid, pgid = stat[stat.rindex(")") + 2 :].split()[:3]
         table.setdefault(int(ppid), []).append((int(entry), int(pgid), state))
     found: list[tuple[int, int]] = []
-    level, parents = 0, [root]
-    while parents and (depth is None or level < depth):
+    parents = [root]
+    while parents:
         below = [row for parent in parents for row in table.get(parent, [])]
-        found.extend((pid, pgid) for pid, pgid, state in below if zombies or state != "Z")
+        found.extend((pid, pgid) for pid, pgid, state in below if state != "Z")
         parents = [pid for pid, _, _ in below]
-        level += 1
     return found
 
 
