@@ -71,10 +71,10 @@ class EmbeddedConsole:
             if self.process.poll() is not None:
                 raise RuntimeError(f"run_embedded exited ({self.process.returncode}):\n{self.output()}")
             try:
-                if requests.get(f"{self.url}/accounts/login/", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}/accounts/login/", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or listening while its workers boot
             time.sleep(0.3)
         raise RuntimeError(f"the console did not answer within {timeout:.0f} s:\n{self.output()}")
 

@@ -197,8 +197,8 @@ def start_sandbox_index(children: Supervisor, root: Path, port: int) -> SandboxI
         try:
             if requests.get(f"{url}/+api", timeout=1).ok:
                 break
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy starting to answer
         if time.monotonic() > deadline:
             raise CommandError("The sandbox index did not answer within 60 s.")
         time.sleep(0.2)
