@@ -8,9 +8,11 @@ free again, within 10 s."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,14 @@ def console(tmp_path: Path) -> Iterator[EmbeddedConsole]:
     try:
         yield console
     finally:
-        # A failed test leaves nothing behind either: what it saw start, by pid and start time.
+        # A failed test leaves nothing behind either. A console still running
+        # (a start that timed out, an assertion) is asked to stop, as a person
+        # would, then whatever the test saw start is killed, by pid and start time.
+        if console.process is not None and console.process.poll() is None:
+            remember_tree(console)
+            console.signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                console.process.wait(STOP_WITHIN + 5)
         console.kill()
         for info in seen.values():
             if alive(info):
