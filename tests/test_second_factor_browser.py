@@ -62,9 +62,9 @@ def test_an_approver_enrols_a_passkey_and_approves_a_push_with_it(
     rita = person_with_role("releaser", username="rita")
     anna = person_with_role("approver", username="anna")
     release = wait_built(release_create(project=project, version="1.0.0", ref="v1.0.0", actor=rita))
-    assert wait_final(deployment_request(release=release, environment=sandbox, actor=rita)).status == "succeeded"
+    assert wait_final(deployment_request(release=release, environment=sandbox, actor=rita)).outcome == "succeeded"
     pushed = deployment_request(release=release, environment=pypi, actor=rita)
-    assert pushed.status == Deployment.Status.PENDING_APPROVAL
+    assert pushed.state == Deployment.State.PENDING_APPROVAL
     base = live_server.url
     cdp, authenticator = virtual_authenticator(page)
 
@@ -94,7 +94,7 @@ def test_an_approver_enrols_a_passkey_and_approves_a_push_with_it(
     page.get_by_role("button", name="Approve these files").click()
 
     final = wait_final(pushed, timeout=180)
-    assert final.status == Deployment.Status.SUCCEEDED, final.reason
+    assert final.outcome == Deployment.Outcome.SUCCEEDED, final.reason
     approval = Approval.objects.get(deployment=final)
     assert approval.approver == anna and approval.second_factor is True
     credential.refresh_from_db()

@@ -136,7 +136,7 @@ def release_live(request: HttpRequest, name: str, version: str) -> HttpResponse:
 
 @require_POST
 @viewer_required
-def release_deploy(request: HttpRequest, name: str, version: str, environment: str) -> HttpResponseRedirect:
+def release_publish(request: HttpRequest, name: str, version: str, environment: str) -> HttpResponseRedirect:
     """Publish (or ask to publish) a release to one environment.
 
     A second click, or a second person at the same moment, gets the
