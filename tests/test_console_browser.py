@@ -15,13 +15,12 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from releases.models import Deployment, Release
 from releases.services.projects import environment_create
 from tests.support.console import PASSWORD, ReleaseFactory, person_with_role
+from tests.support.tools import CHROMIUM, needs
 
 # `make screenshots` sets CONSOLE_SCREENSHOTS=docs/screenshots to refresh the
 # committed pictures; an ordinary test run keeps its pictures to itself.
 SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="console-screenshots-"))
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = needs("chromium")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from releases.services.credentials import CredentialError, credential_reveal
 from releases.services.deployments import deployment_request
 from releases.services.jobs import job_create
 from releases.services.lifecycle import transition
-from releases.services.releases import release_create
+from releases.services.releases import release_at_ref
 from releases.services.workflow_runs import workflow_run_from_webhook
 from releases.validators import clean_ref, clean_version, version_from_tag
 
@@ -234,12 +234,7 @@ def webhook_fail(delivery: WebhookDelivery, reason: str) -> None:
 def release_publish_from_tag(project: Project, tag: str) -> Release:
     """Create the release at ``tag`` (built by its job) and ask for it on the
     first environment; the build's success starts the deployment."""
-    version = tag_version(tag)
-    release = Release.objects.filter(project=project, version=version).first()
-    if release is None:
-        release = release_create(project=project, version=version, ref=tag, actor=None)
-    elif release.ref != tag:
-        raise ValidationError(f"{project.name} {version} exists already, from {release.ref!r}, not {tag!r}.")
+    release, _ = release_at_ref(project=project, version=tag_version(tag), ref=tag, actor=None)
     environment = environment_first_automatic()
     if environment is None:
         raise ValidationError("There is no environment to publish to first (test-pypi, or one without approvals).")
