@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from releases.models import AuditEvent, Deployment, Environment, Job, Project, Release
-from tests.conftest import index_environment
+from tests.conftest import index_environment, wait_built
 from tests.support.sample import git
 from tests.support.worker import child_process_env
 
@@ -112,9 +112,11 @@ def test_publish_from_a_ref_refuses_bad_input_before_creating_anything(environme
     assert_refused_changing_nothing(["publish", "sample-pkg", *args], message)
 
 
-def test_publish_from_a_ref_refuses_a_release_that_exists_from_another_ref(environments):
+def test_publish_from_a_ref_refuses_a_release_that_exists_from_another_ref(worker, environments):
     created = manage("release_create", "sample-pkg", "1.0.0", "--ref", "v1.0.0")
     assert created.returncode == 0, created.stderr
+    # Its build ends first (a worker takes it): nothing moves while the refusal is counted.
+    wait_built(Release.objects.get(version="1.0.0"))
 
     assert_refused_changing_nothing(
         ["publish", "sample-pkg", "1.0.0", "--ref", "main", "--to", "test-pypi"],

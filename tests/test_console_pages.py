@@ -183,8 +183,8 @@ def test_history_is_read_only_in_the_admin_even_for_a_superuser():
 
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_publish_clicks_start_one_deployment():
-    # Not built yet: the deployment waits for the build, so no job is sent.
-    release = ReleaseFactory(project__name="sample-pkg", version="1.0.0", state=Release.State.QUEUED, outcome="")
+    # Still building: the deployment waits for the build, so no job is sent.
+    release = ReleaseFactory(project__name="sample-pkg", version="1.0.0", state=Release.State.BUILDING, outcome="")
     environment = EnvironmentFactory(name="test-pypi", title="Test PyPI")
     user = person_with_role("releaser")
     url = reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"])

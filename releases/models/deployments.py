@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from releases.models.moving import Finishing
 from releases.models.projects import Environment, Project
 from releases.models.releases import Artifact, Release
 
@@ -51,7 +52,7 @@ class ShippedSummary(TypedDict):
     finished_at: str
 
 
-class Deployment(models.Model):
+class Deployment(Finishing, models.Model):
     """A release sent to an environment.
 
     ``state`` says where it is; once ``finished``, ``outcome`` says how it
@@ -153,16 +154,6 @@ class Deployment(models.Model):
     @property
     def awaits_approval(self) -> bool:
         return self.state == self.State.PENDING_APPROVAL
-
-    @property
-    def label(self) -> str:
-        """Where it is, or how it ended: the one word pages show."""
-        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()
-
-    @property
-    def label_key(self) -> str:
-        """The value behind ``label``, for a badge's colour."""
-        return self.outcome if self.state == self.State.FINISHED else self.state
 
 
 class Approval(models.Model):

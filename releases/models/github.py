@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from releases.models.deployments import Deployment
+from releases.models.moving import Finishing
 from releases.models.projects import Project
 from releases.models.releases import Release
 
@@ -48,7 +49,7 @@ class WorkflowRun(models.Model):
         return self.status == "completed"
 
 
-class WebhookDelivery(models.Model):
+class WebhookDelivery(Finishing, models.Model):
     """One request to the GitHub webhook endpoint, valid or not, kept for admins.
 
     An accepted delivery that has work (a release tag, a workflow run) is
@@ -99,7 +100,3 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event or '?'} {self.delivery_id or '(no id)'} → {self.status_code}"
-
-    @property
-    def label(self) -> str:
-        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()

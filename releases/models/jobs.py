@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.db import models
 
 from releases.models.deployments import Deployment
+from releases.models.moving import Finishing
 from releases.models.releases import Release
 
 
-class Job(models.Model):
+class Job(Finishing, models.Model):
     """One unit of worker work, with its log.
 
     ``state`` says where it is (queued, running, finished); ``outcome`` says
@@ -63,14 +64,6 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} job #{self.pk}"
-
-    @property
-    def label(self) -> str:
-        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()
-
-    @property
-    def label_key(self) -> str:
-        return self.outcome if self.state == self.State.FINISHED else self.state
 
     @property
     def duration_seconds(self) -> float | None:

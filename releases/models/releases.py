@@ -4,10 +4,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from releases.models.moving import Finishing
 from releases.models.projects import Project
 
 
-class Release(models.Model):
+class Release(Finishing, models.Model):
     """One version of one project, built once from one ref and commit.
 
     Its build moves through ``state``; once ``finished``, ``outcome`` says
@@ -64,14 +65,6 @@ class Release(models.Model):
     @property
     def is_building(self) -> bool:
         return self.state != self.State.FINISHED
-
-    @property
-    def label(self) -> str:
-        return self.get_outcome_display() if self.state == self.State.FINISHED else self.get_state_display()
-
-    @property
-    def label_key(self) -> str:
-        return self.outcome if self.state == self.State.FINISHED else self.state
 
 
 class Artifact(models.Model):

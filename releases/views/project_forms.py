@@ -10,14 +10,14 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from releases.models import Project
-from releases.selectors.lookups import project_by_name
 from releases.services.projects import project_create, project_update
 from releases.views.access import require_permission, viewer_required
+from releases.views.lookups import project_or_404
 
 FIELDS = ["name", "source", "tag_pattern", "github_repository", "workflow_file", "publish_mode", "strict_checks"]
 
@@ -74,10 +74,7 @@ def project_add(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def project_edit(request: HttpRequest, name: str) -> HttpResponse:
     require_permission(request, "releases.change_project")
-    try:
-        project = project_by_name(name)
-    except ValidationError:
-        raise Http404(f"There is no project named {name!r}.") from None
+    project = project_or_404(name)
     form = ProjectForm(request.POST or None, instance=Project.objects.get(pk=project.pk))
     form.fields["name"].disabled = True  # a project keeps its name: its releases are on the index under it
     if request.method == "POST" and form.is_valid() and _save(form, request, project) is not None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
-from packaging.utils import canonicalize_name
 
 from releases.models import Environment, Project
 from releases.selectors.release_pages import project_release_rows
@@ -15,15 +14,9 @@ from releases.services.projects import project_unreleased_tags
 from releases.services.releases import release_create
 from releases.views.access import require_permission, viewer_required
 from releases.views.forms import ReleaseForm
+from releases.views.lookups import project_or_404
 
 RELEASES_PER_PAGE = 25
-
-
-def _project(name: str) -> Project:
-    project = Project.objects.filter(name=canonicalize_name(name)).first()
-    if project is None:
-        raise Http404(f"There is no project named {name!r}.")
-    return project
 
 
 def _render_project(request: HttpRequest, project: Project, form: ReleaseForm, status: int = 200) -> HttpResponse:
@@ -53,13 +46,13 @@ def _render_project(request: HttpRequest, project: Project, form: ReleaseForm, s
 
 @viewer_required
 def project_detail(request: HttpRequest, name: str) -> HttpResponse:
-    return _render_project(request, _project(name), ReleaseForm())
+    return _render_project(request, project_or_404(name), ReleaseForm())
 
 
 @require_POST
 @viewer_required
 def project_release_create(request: HttpRequest, name: str) -> HttpResponse | HttpResponseRedirect:
-    project = _project(name)
+    project = project_or_404(name)
     require_permission(request, "releases.add_release")
     form = ReleaseForm(request.POST)
     if form.is_valid():

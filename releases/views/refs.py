@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from releases.errors import StepFailed, TransientError
-from releases.selectors.lookups import project_by_name
 from releases.services.workflow import github_refs
+from releases.views.lookups import project_or_404
 
 
 @login_required
 @require_GET
 def project_refs(request: HttpRequest, name: str) -> JsonResponse:
-    try:
-        project = project_by_name(name)
-    except ValidationError:
-        raise Http404("No such project.") from None
+    project = project_or_404(name)
     if not project.github_repository:
         return JsonResponse({"refs": [], "error": "The project has no GitHub repository."})
     try:

@@ -22,7 +22,6 @@ from releases.selectors.release_pages import (
     LOG_PAGE_LINES,
     job_log_page,
     release_deployments,
-    release_for_page,
     release_has_sbom,
     release_jobs,
     release_timeline,
@@ -35,6 +34,7 @@ from releases.services.deployments import (
     environment_action,
 )
 from releases.views.access import require_permission, viewer_required
+from releases.views.lookups import release_or_404
 
 
 @dataclass(frozen=True)
@@ -120,23 +120,16 @@ def _chosen_job(request: HttpRequest, jobs: list[Job], running: list[Job]) -> Jo
     return jobs[-1] if jobs else None
 
 
-def _release(name: str, version: str) -> Release:
-    release = release_for_page(name, version)
-    if release is None:
-        raise Http404(f"There is no release {version!r} of {name!r}.")
-    return release
-
-
 @viewer_required
 def release_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    release = _release(name, version)
+    release = release_or_404(name, version)
     return render(request, "releases/release.html", _live_context(request, release))
 
 
 @viewer_required
 def release_live(request: HttpRequest, name: str, version: str) -> HttpResponse:
     """The part of the release page that changes while jobs run (htmx polls it)."""
-    release = _release(name, version)
+    release = release_or_404(name, version)
     return render(request, "releases/partials/release_live.html", _live_context(request, release))
 
 
@@ -149,7 +142,7 @@ def release_publish(request: HttpRequest, name: str, version: str, environment: 
     deployment the first one started: the database allows one active
     deployment per release and environment.
     """
-    release = _release(name, version)
+    release = release_or_404(name, version)
     target = get_object_or_404(Environment, name=environment)
     action, permission = environment_action(target)
     require_permission(request, permission)  # a refusal without the role is a 403, not a message

@@ -78,7 +78,9 @@ class EnvironmentFactory(factory.django.DjangoModelFactory):
 class ReleaseFactory(factory.django.DjangoModelFactory):
     """A release made by ``release_create``; built (the default) or failed,
     its build job claimed and finished through the services as a worker's
-    would be, or still waiting to build (``state=Release.State.QUEUED``)."""
+    would be; building (``state=Release.State.BUILDING``: its job claimed
+    here, so that no worker runs it); or waiting to build (``QUEUED``: its
+    build job is sent, and a live worker runs it)."""
 
     class Meta:
         model = Release
@@ -103,6 +105,9 @@ class ReleaseFactory(factory.django.DjangoModelFactory):
         claim = job_claim(job.pk, worker="factory")
         assert claim is not None
         release_start_build(release)
+        if state == Release.State.BUILDING:  # its build job is running (here), so no worker takes it
+            release.refresh_from_db()
+            return release
         if outcome == Release.Outcome.BUILT:
             with tempfile.TemporaryDirectory() as folder:
                 paths = []
