@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from releases.selectors.audit import audit_recent
-from releases.selectors.dashboard import deployment_board, deployments_waiting_for_approval
+from releases.selectors.dashboard import deployment_board, deployments_waiting_for_approval, job_queue
 from releases.views.access import viewer_required
 
 
@@ -21,5 +21,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "rows": board.rows(),
             "waiting": deployments_waiting_for_approval(),
             "activity": audit_recent(),
+            "queue": job_queue(),
         },
     )
