@@ -44,8 +44,8 @@ urlpatterns: list[URLPattern] = [
     path("account/second-factor/passkey/", second_factor.passkey_enrol, name="passkey_enrol"),
     path("account/second-factor/remove/", second_factor.second_factor_remove, name="second_factor_remove"),
     path("account/second-factor/recovery-codes/", second_factor.recovery_codes_new, name="recovery_codes_new"),
-    path("releases/<int:release_id>/sbom/", supply.release_sbom, name="release_sbom"),
-    path("releases/<int:release_id>/sbom.json", supply.release_sbom_json, name="release_sbom_json"),
+    path("projects/<str:name>/releases/<str:version>/sbom/", supply.release_sbom, name="release_sbom"),
+    path("projects/<str:name>/releases/<str:version>/sbom.json", supply.release_sbom_json, name="release_sbom_json"),
     path("deployments/<int:deployment_id>/summary/", supply.deployment_summary_page, name="deployment_summary"),
     path(
         "deployments/<int:deployment_id>/summary.md", supply.deployment_summary_markdown, name="deployment_summary_md"

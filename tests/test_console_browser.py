@@ -98,24 +98,27 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     )
     page.get_by_role("button", name="Publish to Test PyPI").dblclick()
     expect(page.get_by_role("status")).to_contain_text("Publish to Test PyPI: deployment #")
-    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    expect(page.locator(".live-dot")).to_be_visible()
     log = page.get_by_role("log")
+    # Follow the build's own log (the page would otherwise follow whichever
+    # job runs: the build may be over, and the upload running, by now).
+    page.get_by_role("link", name=re.compile(r"^Build #\d+ log$")).click()
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
     # The log streams in while the jobs run, without a reload.
-    expect(page.locator(".live-dot")).to_be_visible()
     expect(log).to_contain_text("$ uv build", timeout=60_000)
-    expect(page.locator(".live-dot")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "release-live-log.png"), full_page=True)
 
     environments = page.get_by_role("row", name=re.compile(r"^Test PyPI"))
     expect(environments.locator(".badge")).to_have_text("Succeeded", timeout=180_000)
     expect(page.locator(".live-dot")).to_have_count(0)  # polling stopped
-    expect(log).to_contain_text("imported sample_pkg")
     expect(page.get_by_role("heading", name=re.compile(r"On Test PyPI: deployment #\d+"))).to_be_visible()
     expect(page.get_by_text("Verified: installed from the index")).to_be_visible()
     assert page.evaluate("window.__sameDocument") is True
+    page.get_by_role("link", name=re.compile(r"^Verify #\d+ log$")).click()
+    expect(log).to_contain_text("imported sample_pkg")
     # Each job keeps its log: the upload's is one click away.
-    page.get_by_role("row", name=re.compile(r"^Upload #\d+")).get_by_role("link", name="view log").click()
+    page.get_by_role("link", name=re.compile(r"^Upload #\d+ log$")).click()
     expect(page.get_by_role("log")).to_contain_text("$ twine upload --repository-url")
     expect(page.get_by_role("log")).to_contain_text("uploaded, sha256")
 
