@@ -22,9 +22,7 @@ class RedisServer:
     """``redis-server`` without persistence, as the broker of a chaos test
     (listening on ``host``, with ``password`` when given)."""
 
-    def __init__(
-        self, root: Path, *, port: int | None = None, host: str = "127.0.0.1", password: str = ""
-    ) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, host: str = "127.0.0.1", password: str = "") -> None:
         self.root = root
         self.host = host
         self.password = password
