@@ -37,6 +37,14 @@ class SingleBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
     lock: Any  # redis-py's Lock while this beat holds the schedule, else None
     lock_key: str
 
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        # RedBeat looks for its settings under their bare names, not under
+        # Django's CELERY_ namespace, and warns that it falls back to the
+        # broker's; name them so (the values are the settings').
+        for name in ("redbeat_redis_url", "redbeat_redis_options"):
+            app.conf[name] = app.conf.get(name)
+        super().__init__(app, **kwargs)
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if self.lock_key and self.lock is None:
             # Redis was away when this beat started, or it lost the lock:

@@ -120,14 +120,25 @@ def deployment_of(release: Release) -> Deployment:
     return Deployment.objects.using(ALIAS).filter(release=release).latest("id")
 
 
-def final(release: Release, timeout: float = 120) -> Deployment:
+def final(stack: HostsStack, release: Release, timeout: float = 120) -> Deployment:
     def ended() -> Deployment | None:
         found = Deployment.objects.using(ALIAS).filter(release=release).order_by("-id").first()
         return found if found is not None and found.state == Deployment.State.FINISHED else None
 
     deployment = wait_until(ended, timeout, interval=0.2)
-    assert deployment is not None, f"the deployment of {release} did not end within {timeout} s"
+    assert deployment is not None, f"the deployment of {release} did not end within {timeout} s\n{diagnosis(stack)}"
     return deployment
+
+
+def diagnosis(stack: HostsStack) -> str:
+    """The jobs that did not end, and the tail of each host's logs."""
+    unfinished = [(j.pk, j.kind, j.state, j.attempts, j.worker, j.step) for j in jobs() if j.state != "finished"]
+    logs = [
+        f"--- {host.name} {part.role} ---\n{part.log_text()[-2500:]}"
+        for host in stack.hosts
+        for part in (host.worker, host.beat)
+    ]
+    return f"jobs not finished: {unfinished}\n" + "\n".join(logs)
 
 
 def test_a_release_built_on_one_host_is_uploaded_and_verified_from_the_other(stack: HostsStack) -> None:
@@ -191,7 +202,7 @@ def test_a_host_killed_mid_upload_leaves_its_jobs_to_the_other_and_no_file_is_se
     on_index_when_killed = sum(target.stored_counts().values())
     host_b.start_worker()
 
-    deployment = final(release, timeout=90)
+    deployment = final(stack, release, timeout=90)
     ended_after = time.monotonic() - killed_at
     upload = Job.objects.using(ALIAS).get(pk=uploading.pk)
     assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason

@@ -15,6 +15,7 @@ bridge it made.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -312,6 +313,7 @@ class HostsStack:
         self.redis.start()
         self.s3 = S3Server(host=gateway)
         self.s3.start()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server: a line per request
         self.bucket = self.s3.new_bucket()
         self.devpi = DevpiServer(services / "devpi", host=gateway)
         self.devpi.start()
