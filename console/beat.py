@@ -10,7 +10,8 @@ RedBeat's own scheduler stops beat when the lock cannot be extended: Redis
 unreachable for a moment, or restarted without its data (the lock gone).
 Here beat rides both out: while Redis is away it sends nothing and asks
 again; when its lock is gone or taken, it waits for the lock like a beat
-that just started, and never sends while another beat holds it.
+that just started, and never sends while another beat holds it; when Redis
+lost the schedule itself, beat installs it again from the settings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from typing import Any
 
 from redbeat import RedBeatScheduler
-from redbeat.schedulers import acquire_distributed_beat_lock
+from redbeat.schedulers import acquire_distributed_beat_lock, get_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -51,6 +52,7 @@ class SingleBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
             # wait for the lock (blocking), as a beat that just started does.
             self._hold_lock()
         try:
+            self._restore_schedule()
             return float(super().tick(*args, **kwargs))
         except (RedisConnectionError, RedisTimeoutError):
             logger.warning("beat: Redis cannot be reached; nothing sent, asking again in %s s", RETRY_SECONDS)
@@ -59,6 +61,14 @@ class SingleBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
             logger.warning("beat: lost the schedule lock (it expired, or Redis lost it); waiting to hold it again")
             self.lock = None
             return 0.0
+
+    def _restore_schedule(self) -> None:
+        """Install the schedule again when Redis lost it (restarted without
+        its data): RedBeat installs it only as beat starts, and a beat with
+        no entries would send nothing, the reaper included, for good."""
+        if not get_redis(self.app).exists(self.app.redbeat_conf.schedule_key):
+            logger.warning("beat: the schedule is not in Redis (it restarted without its data); installing it again")
+            self.setup_schedule()
 
     def _hold_lock(self) -> None:
         while self.lock is None:
