@@ -32,16 +32,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import redis
 from django.db import connections
+from django.utils import timezone
 
 from releases.clients.index import list_files
-from releases.models import Artifact, AuditEvent, Deployment, Job, Release
+from releases.models import Artifact, AuditEvent, Deployment, Job, Release, Worker
 from tests.support.devpi import IndexAccount
 from tests.support.hosts import ALIAS, PERIODS, HostsStack, network_namespaces_available
 from tests.support.sample import SampleRepo
@@ -173,6 +174,19 @@ def test_a_release_built_on_one_host_is_uploaded_and_verified_from_the_other(sta
     listed = list_files(target.account.simple_url, target.name)
     assert {a.filename: a.sha256 for a in artifacts} == {name: f.sha256 for name, f in listed.items()}
     assert set(target.stored_counts().values()) == {1}
+    # Both workers keep their heartbeat rows: the dashboard's "workers alive".
+    beating = wait_until(
+        lambda: (
+            {"worker@host-a", "worker@host-b"}
+            <= set(
+                Worker.objects.using(ALIAS)
+                .filter(seen_at__gte=timezone.now() - timedelta(seconds=3))
+                .values_list("name", flat=True)
+            )
+        ),
+        timeout=10,
+    )
+    assert beating
     FIGURES.append(("release built on host-a (release_create --wait)", f"{built_in:.1f} s"))
     FIGURES.append(("same bytes uploaded and verified from host-b (publish --wait)", f"{published_in:.1f} s"))
 

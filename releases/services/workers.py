@@ -12,7 +12,7 @@ import socket
 import threading
 from datetime import datetime
 
-from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
 from releases.models import Worker
@@ -65,15 +65,14 @@ class WorkerHeartbeat:
             connection.close()
 
     def _run(self) -> None:
-        try:
-            while True:
-                try:
-                    close_old_connections()
-                    worker_seen(self.name, started_at=self.started_at)
-                except (DatabaseError, InterfaceError):
-                    connection.close()
-                    logger.warning("worker %s: heartbeat missed (database unreachable)", self.name)
-                if self._stop.wait(self.interval):
-                    return
-        finally:
-            connection.close()
+        while True:
+            try:
+                worker_seen(self.name, started_at=self.started_at)
+            except (DatabaseError, InterfaceError):
+                logger.warning("worker %s: heartbeat missed (database unreachable)", self.name)
+            finally:
+                # No connection is held between beats: a pool process forked
+                # from this one meanwhile must not inherit this thread's socket.
+                connection.close()
+            if self._stop.wait(self.interval):
+                return
