@@ -172,10 +172,13 @@ def test_an_approver_with_a_verified_session_approves_from_the_page(pending, peo
 
 
 def test_the_awaiting_list_shows_requests_for_others_only(pending, people):
-    mine = client_for(people["approver"]).get(reverse("releases:approvals"))
-    assert str(pending.release) in mine.content.decode()
-    own = client_for(people["releaser"]).get(reverse("releases:approvals"))
-    assert str(pending.release) not in own.content.decode()
+    mine = client_for(people["approver"]).get(reverse("releases:approvals")).content.decode()
+    assert str(pending.release) in mine.split("Awaiting my approval")[1]
+    # The requester finds the request under "My requests", with a way to cancel it, and not as one to approve.
+    own = client_for(people["releaser"]).get(reverse("releases:approvals")).content.decode()
+    requests, awaiting = own.split("Awaiting my approval")
+    assert f"Push #{pending.pk}: {pending.release}" in requests and "Cancel request" in requests
+    assert str(pending.release) not in awaiting
     outsider = client_for(people["outsider"]).get(reverse("releases:approvals"))
     assert "do not have the permission" in outsider.content.decode()
 

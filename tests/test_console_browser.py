@@ -15,13 +15,12 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from releases.models import Deployment, Release
 from releases.services.projects import environment_create
 from tests.support.console import PASSWORD, ReleaseFactory, person_with_role
+from tests.support.tools import CHROMIUM, needs
 
 # `make screenshots` sets CONSOLE_SCREENSHOTS=docs/screenshots to refresh the
 # committed pictures; an ordinary test run keeps its pictures to itself.
 SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="console-screenshots-"))
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = needs("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +176,7 @@ def test_viewer_sees_no_publish_button_and_a_crafted_post_is_refused(page, live_
     # The form is not there, so forge the request, with a valid CSRF token.
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     response = page.request.post(
-        f"{base}/projects/sample-pkg/releases/2.0.0/deploy/test-pypi/",
+        f"{base}/projects/sample-pkg/releases/2.0.0/publish/test-pypi/",
         headers={"X-CSRFToken": token, "Referer": base + "/"},
     )
     assert response.status == 403

@@ -187,7 +187,7 @@ def test_two_simultaneous_publish_clicks_start_one_deployment():
     release = ReleaseFactory(project__name="sample-pkg", version="1.0.0", state=Release.State.QUEUED, outcome="")
     environment = EnvironmentFactory(name="test-pypi", title="Test PyPI")
     user = person_with_role("releaser")
-    url = reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"])
+    url = reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"])
     barrier = threading.Barrier(2)
     statuses: list[int] = []
 

@@ -132,7 +132,7 @@ def test_a_release_from_a_ref_the_environment_does_not_take_is_offered_no_button
 
     assert BUTTON not in page
     assert "only takes releases from refs matching &#x27;v*&#x27;" in page
-    response = client.post(reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"]), follow=True)
+    response = client.post(reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"]), follow=True)
     assert "only takes releases from refs matching" in response.content.decode()
     assert not Deployment.objects.exists()
     assert [b.code for b in deployment_blockers(release, environment, releaser)] == ["ref_pattern"]
@@ -148,7 +148,7 @@ def test_an_environment_without_a_token_says_so_before_the_button_not_after_a_fa
 
     assert BUTTON not in page
     assert "Test PyPI has no token: add one" in page
-    client.post(reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"]))
+    client.post(reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"]))
     assert not Deployment.objects.exists()
 
 
@@ -160,7 +160,7 @@ def test_the_button_is_offered_exactly_when_the_service_takes_the_click():
 
     page = client.get(reverse("releases:release", args=["sample-pkg", "1.0.0"])).content.decode()
     assert BUTTON in page
-    client.post(reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"]))
+    client.post(reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"]))
 
     deployment = Deployment.objects.get()
     assert deployment.state == Deployment.State.QUEUED
