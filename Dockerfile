@@ -1,11 +1,13 @@
-# One image for web, worker and beat.
+# One image for web, worker and beat, without the development tools.
 FROM python:3.11-slim-bookworm
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 console
 WORKDIR /app
-COPY requirements.lock ./
+# The runtime lock: the pins of requirements.lock without the dev extras (make lock).
+COPY requirements-runtime.lock ./
 RUN pip install --no-cache-dir "uv==0.13.9" \
-    && uv pip install --system --no-config --require-hashes --compile-bytecode -r requirements.lock
+    && uv pip install --system --no-config --index-url https://pypi.org/simple/ --require-hashes --compile-bytecode \
+        -r requirements-runtime.lock
 COPY . .
 # The console runs as a user who cannot write __pycache__ here: compile now,
 # or every process compiles the code from source as it starts.

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --compile-bytecode --python $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs bench-claims check-deploy lock clean
+.PHONY: install run test screenshots lint compose-check chaos bench-pipeline bench-web bench-logs bench-claims check-deploy lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +40,25 @@ test: install lint
 screenshots: install
 	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/test_console_browser.py tests/test_approvals_browser.py
 
-lint: install
+lint: install compose-check
 	$(BIN)/ruff check releases console tests bench
 	$(BIN)/ruff format --check releases console tests bench
 	$(BIN)/mypy releases console
 	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# docker-compose.yml is valid with every .env.example variable filled in, and
+# refuses to start while any secret is missing (.env.example as it is).
+COMPOSE_CHECK_ENV := var/compose-check.env
+compose-check:
+	@command -v docker-compose >/dev/null || { echo "docker-compose is not installed (.ci/run installs it)"; exit 1; }
+	@mkdir -p var
+	sed -E 's/^([A-Z_0-9]+)=$$/\1=compose-check-placeholder/' .env.example > $(COMPOSE_CHECK_ENV)
+	env -i PATH="$$PATH" docker-compose --env-file $(COMPOSE_CHECK_ENV) config -q
+	@if env -i PATH="$$PATH" docker-compose --env-file .env.example config -q 2>/dev/null; then \
+		echo "docker-compose.yml starts without the secrets of .env: it must refuse"; exit 1; \
+	else echo "docker-compose.yml refuses to start without .env's secrets: good"; fi
+	@rm -f $(COMPOSE_CHECK_ENV)
 
 # Faults mid-release (SIGKILLed workers, Redis and PostgreSQL restarts), each on
 # services of its own: the long forms, with a summary table at the end.
@@ -76,9 +89,13 @@ check-deploy: install
 	AUDIT_CHECKPOINT_SIGNING_KEY=$$($(BIN)/python -c 'import base64; from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as K; print(base64.b64encode(K.generate().private_bytes_raw()).decode())') \
 	ALLOWED_HOSTS=console.example.org $(BIN)/python manage.py check --deploy --fail-level WARNING
 
+# requirements.lock: everything, for development and tests; requirements-runtime.lock:
+# the same pins without the dev extras, for the production image (Dockerfile).
 lock: | $(BIN)/python
 	$(BIN)/uv pip compile --no-config --system-certs --index-url https://pypi.org/simple/ --python-version 3.11 \
 		--extra dev --generate-hashes pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --no-config --system-certs --index-url https://pypi.org/simple/ --python-version 3.11 \
+		--generate-hashes pyproject.toml --constraints requirements.lock -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -307,6 +307,14 @@ JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 60, minimum=2)
 JOB_REQUEUE_AFTER = env_int("JOB_REQUEUE_AFTER", 30, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 REAPER_INTERVAL = env_int("REAPER_INTERVAL", 30, minimum=1)
+# Fairness: a project runs at most this many jobs at once, whatever it has
+# queued; the rest wait their turn while other projects' jobs run. Keep it
+# below the workers' slots (hosts x concurrency), or one project can still
+# fill them all.
+PROJECT_MAX_RUNNING_JOBS = env_int("PROJECT_MAX_RUNNING_JOBS", 2, minimum=1)
+# Each worker writes a heartbeat row this often; the dashboard counts a
+# worker alive for three periods after its last.
+WORKER_HEARTBEAT_INTERVAL = env_int("WORKER_HEARTBEAT_INTERVAL", 15, minimum=1)
 VERIFY_ATTEMPTS = env_int("VERIFY_ATTEMPTS", 5, minimum=1)
 VERIFY_BACKOFF = float(env_int("VERIFY_BACKOFF_MS", 1000)) / 1000
 INDEX_WAIT_SECONDS = env_int("INDEX_WAIT_SECONDS", 120, minimum=0)
@@ -378,6 +386,17 @@ else:
         "polling_interval": 1.0,
     }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "console")
+if REDIS_URL:
+    # Beat may run on every host: the schedule lives in Redis, and only the
+    # beat that holds the lock there sends (console/beat.py). Another takes
+    # over within BEAT_LOCK_TIMEOUT seconds of its host's end.
+    CELERY_BEAT_SCHEDULER = "console.beat.SingleBeatScheduler"
+    CELERY_REDBEAT_REDIS_URL = REDIS_URL
+    CELERY_REDBEAT_REDIS_OPTIONS: dict[str, Any] = {}
+    CELERY_REDBEAT_KEY_PREFIX = f"{CELERY_TASK_DEFAULT_QUEUE}:beat"
+    CELERY_REDBEAT_LOCK_TIMEOUT = env_int("BEAT_LOCK_TIMEOUT", 60, minimum=2)
+    # Beat wakes at least this often: to extend its lock, or, waiting, to try for it.
+    CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, min(5, CELERY_REDBEAT_LOCK_TIMEOUT // 3))
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
+# Imported for its signal handlers: a worker's heartbeat row while it runs.
+from releases import worker_signals  # noqa: F401
 from releases.services import audit_witnesses, monitoring, scans
 from releases.services.approvals import approvals_expire
 from releases.services.jobs import RUN_JOB

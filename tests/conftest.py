@@ -194,6 +194,7 @@ def pypistats() -> Iterator[PypistatsStandin]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     import sys
 
-    chaos = sys.modules.get("tests.test_chaos")
-    if chaos is not None:
-        chaos.print_summary(terminalreporter.write_line)
+    for name in ("tests.test_chaos", "tests.test_hosts"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.print_summary(terminalreporter.write_line)

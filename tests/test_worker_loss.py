@@ -72,7 +72,7 @@ def test_a_queued_job_whose_message_the_broker_lost_is_sent_again_by_the_reaper(
     # The row was committed but its message never reached Redis.
     release = Release.objects.create(project=project, version="1.0.0", ref="v1.0.0")
     job = Job.objects.create(kind=Job.Kind.BUILD, release=release)
-    Job.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    Job.objects.filter(pk=job.pk).update(sent_at=timezone.now() - timedelta(minutes=5))
 
     report = jobs_reap()
 

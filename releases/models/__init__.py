@@ -14,7 +14,7 @@ from releases.models.deployments import (
     ShippedSummary,
 )
 from releases.models.github import WebhookDelivery, WorkflowRun
-from releases.models.jobs import Job, JobLogLine
+from releases.models.jobs import Job, JobLogLine, Worker
 from releases.models.projects import Credential, Environment, Project
 from releases.models.releases import Artifact, Release
 from releases.models.severity import BlockSeverity, Severity
@@ -47,5 +47,6 @@ __all__ = [
     "VulnerabilityAlert",
     "VulnerabilityFinding",
     "WebhookDelivery",
+    "Worker",
     "WorkflowRun",
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 from releases.models.deployments import Deployment
 from releases.models.moving import Finishing
@@ -49,7 +50,12 @@ class Job(Finishing, models.Model):
     celery_task_id = models.CharField(max_length=50, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When it began waiting (created, or queued again after a lost worker):
+    # what the dashboard's oldest wait is measured from.
     queued_at = models.DateTimeField(auto_now_add=True)
+    # When its id was last sent to the workers: the reaper sends again what
+    # waited too long since, and leaves ``queued_at`` alone.
+    sent_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -71,6 +77,24 @@ class Job(Finishing, models.Model):
             return None
         end = self.finished_at or self.heartbeat_at or self.started_at
         return (end - self.started_at).total_seconds()
+
+
+class Worker(models.Model):
+    """A worker process that is, or was lately, alive: it writes ``seen_at``
+    every ``WORKER_HEARTBEAT_INTERVAL`` seconds while it runs, and removes its
+    row when it stops. A row gone silent is a host that died."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery's node name, e.g. celery@host-a.")
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class JobLogLine(models.Model):

@@ -5,10 +5,13 @@ queries, however many releases and deployments there are."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.conf import settings
+from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.utils import timezone
 
-from releases.models import Deployment, Environment, Project
+from releases.models import Deployment, Environment, Job, Project, Worker
 
 
 @dataclass(frozen=True)
@@ -69,4 +72,41 @@ def deployments_waiting_for_approval(limit: int = 50) -> list[Deployment]:
         .select_related("release__project", "environment", "requested_by")
         .annotate(approvals_given_count=Count("approvals", filter=Q(approvals__decision="approve")))
         .order_by("created_at")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class JobQueue:
+    """The workers' queue as the rows tell it: what waits, since when, what
+    runs, and who is alive to run it."""
+
+    waiting: int
+    oldest_queued_at: datetime | None
+    running: int
+    workers: list[str]  # alive: a heartbeat row seen within three periods
+    hosts: list[str]  # where they run, and where running jobs beat lately
+
+    @property
+    def oldest_wait(self) -> timedelta | None:
+        return None if self.oldest_queued_at is None else timezone.now() - self.oldest_queued_at
+
+
+def job_queue() -> JobQueue:
+    """Four queries, on the small sets of queued and running jobs and of workers."""
+    now = timezone.now()
+    queued = Job.objects.filter(state=Job.State.QUEUED).aggregate(count=Count("id"), oldest=Min("queued_at"))
+    running = Job.objects.filter(state=Job.State.RUNNING)
+    alive = list(
+        Worker.objects.filter(seen_at__gte=now - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_INTERVAL))
+        .order_by("name")
+        .values_list("name", "hostname")
+    )
+    beating = running.filter(heartbeat_at__gte=now - timedelta(seconds=settings.JOB_STALE_AFTER))
+    hosts = {hostname for _, hostname in alive} | set(beating.exclude(worker="").values_list("worker", flat=True))
+    return JobQueue(
+        waiting=queued["count"],
+        oldest_queued_at=queued["oldest"],
+        running=running.count(),
+        workers=[name for name, _ in alive],
+        hosts=sorted(hosts),
     )

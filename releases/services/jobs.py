@@ -4,18 +4,30 @@ DESIGN.md principles 1 and 2: the row is written first and the task sent
 after commit with the row's id; a worker claims the job with a conditional
 move (``lifecycle.transition`` with ``expect``) and proves it still owns it
 on every heartbeat, so a task delivered twice runs once.
+
+Fairness: a project runs at most ``PROJECT_MAX_RUNNING_JOBS`` jobs at once.
+The claim counts them under a lock on the project's row; a job over the
+limit stays queued (its message is spent), and each job that finishes sends
+again the oldest jobs of its project that wait, so that one project queueing
+many releases takes only its share of the workers. The reaper sends again
+whatever still waits after a lost message (services/reaper.py).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from releases.models import Deployment, Job, Release, WebhookDelivery
+from releases.models import Deployment, Job, Project, Release, WebhookDelivery
 from releases.services.lifecycle import transition
+
+logger = logging.getLogger(__name__)
 
 # The task that runs a job (releases/tasks.py), sent by name: a process that
 # only queues work, such as a headless command, does not import the worker's
@@ -47,19 +59,73 @@ class Claim:
 
 
 def job_claim(job_id: int, *, task_id: str = "", worker: str = "") -> Claim | None:
-    """Move a queued job to running; None when another worker has it."""
-    claimed = transition(
-        Job(pk=job_id),
-        Job.State.RUNNING,
-        expect=[Job.State.QUEUED],
-        changes={
-            "attempts": lambda job: job.attempts + 1,
-            "celery_task_id": task_id[:50],
-            "worker": worker[:200],
-            "step": "starting",
-        },
-    )
+    """Move a queued job to running; None when another worker has it, or
+    when its project already runs as many jobs as it may (it stays queued,
+    and is sent again when one of them finishes).
+
+    1. Lock the project's row, so that two workers claiming two of its jobs
+       at once count one after the other (the project first, then the job:
+       every path that takes both takes them in this order).
+    2. Count the project's running jobs; at the limit, say so on the job and
+       leave it queued.
+    3. Claim with the conditional move.
+    """
+    with transaction.atomic():
+        project_id = _project_of(job_id)
+        if project_id is not None:
+            Project.objects.select_for_update().filter(pk=project_id).first()
+            running = project_jobs(project_id).filter(state=Job.State.RUNNING).count()
+            limit = settings.PROJECT_MAX_RUNNING_JOBS
+            if running >= limit:
+                waiting = f"waiting: its project runs {running} of the {limit} jobs it may run at once"
+                if Job.objects.filter(pk=job_id, state=Job.State.QUEUED).exclude(step=waiting).update(step=waiting):
+                    logger.info("job %s %s", job_id, waiting)
+                return None
+        claimed = transition(
+            Job(pk=job_id),
+            Job.State.RUNNING,
+            expect=[Job.State.QUEUED],
+            changes={
+                "attempts": lambda job: job.attempts + 1,
+                "celery_task_id": task_id[:50],
+                "worker": worker[:200],
+                "step": "starting",
+            },
+        )
     return None if claimed is None else Claim(job_id, claimed.attempts)
+
+
+def project_jobs(project_id: int) -> QuerySet[Job]:
+    """The jobs that count against a project's limit: its builds, scans and
+    deployments' jobs (a webhook delivery belongs to no project yet)."""
+    return Job.objects.filter(Q(release__project_id=project_id) | Q(deployment__project_id=project_id))
+
+
+def _project_of(job_id: int) -> int | None:
+    row = Job.objects.filter(pk=job_id).values("release__project_id", "deployment__project_id").first()
+    if row is None:
+        return None
+    project_id: int | None = row["release__project_id"] or row["deployment__project_id"]
+    return project_id
+
+
+def jobs_send_waiting(project_id: int) -> list[int]:
+    """Send again the oldest queued jobs of a project, as many as it may run
+    (more than the free slots, harmlessly: a claim over the limit leaves the
+    job queued). Called when one of its jobs finishes.
+
+    It reads and sends, and locks no row: the finishing transaction already
+    holds its job and the audit chain's head, which a claim takes after the
+    job it claims, so a lock on a waiting job here could close a cycle."""
+    waiting = list(
+        project_jobs(project_id)
+        .filter(state=Job.State.QUEUED)
+        .order_by("queued_at", "id")
+        .values_list("pk", flat=True)[: settings.PROJECT_MAX_RUNNING_JOBS]
+    )
+    for job_id in waiting:
+        job_send(job_id)
+    return waiting
 
 
 def job_owns(claim: Claim) -> bool:
@@ -79,8 +145,9 @@ def job_set_step(claim: Claim, step: str) -> None:
 
 
 def job_finish(claim: Claim, *, outcome: str, reason: str = "") -> Job | None:
-    """Finish the job if it is still this attempt's; the caller's transaction holds it."""
-    return transition(
+    """Finish the job if it is still this attempt's, and give its slot to
+    the jobs of its project that wait; the caller's transaction holds it."""
+    finished = transition(
         Job(pk=claim.job_id),
         Job.State.FINISHED,
         outcome=outcome,
@@ -88,12 +155,21 @@ def job_finish(claim: Claim, *, outcome: str, reason: str = "") -> Job | None:
         expect=[Job.State.RUNNING],
         where={"attempts": claim.attempt},
     )
+    if finished is not None:
+        project_id = _project_of(claim.job_id)
+        if project_id is not None:
+            jobs_send_waiting(project_id)
+    return finished
 
 
 def job_requeue(job: Job, *, why: str) -> Job | None:
     """A running job whose worker went silent waits for another (same attempt only)."""
     return transition(
-        job, Job.State.QUEUED, expect=[Job.State.RUNNING], where={"attempts": job.attempts}, changes={"step": why}
+        job,
+        Job.State.QUEUED,
+        expect=[Job.State.RUNNING],
+        where={"attempts": job.attempts},
+        changes={"step": why, "sent_at": timezone.now()},
     )
 
 

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from releases.selectors.audit import audit_recent
-from releases.selectors.dashboard import deployment_board, deployments_waiting_for_approval
+from releases.selectors.dashboard import deployment_board, deployments_waiting_for_approval, job_queue
 from releases.selectors.lookups import environment_named
 from releases.views.access import viewer_required
 
@@ -24,5 +24,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "activity": audit_recent(),
             "can_add_project": request.user.has_perm("releases.add_project"),
             "sandbox": environment_named("sandbox"),
+            "queue": job_queue(),
         },
     )

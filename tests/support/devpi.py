@@ -31,10 +31,11 @@ class IndexAccount:
 
 
 class DevpiServer:
-    def __init__(self, root: Path, *, port: int | None = None) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self._counter = itertools.count(1)
 
@@ -56,7 +57,7 @@ class DevpiServer:
                 "--serverdir",
                 str(serverdir),
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
                 "--offline-mode",

@@ -21,10 +21,10 @@ SECRET_ACCESS_KEY = "console-tests-secret-access-key"
 
 
 class S3Server:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.port = free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.endpoint_url = f"http://{host}:{self.port}"
+        self._server = ThreadedMotoServer(ip_address=host, port=self.port, verbose=False)
         self._buckets = itertools.count(1)
 
     def start(self) -> None:

@@ -19,38 +19,52 @@ from tests.support.devpi import free_port
 
 
 class RedisServer:
-    """``redis-server`` without persistence, as the broker of a chaos test."""
+    """``redis-server`` without persistence, as the broker of a chaos test
+    (listening on ``host``, with ``password`` when given)."""
 
-    def __init__(self, root: Path, *, port: int | None = None) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, host: str = "127.0.0.1", password: str = "") -> None:
         self.root = root
+        self.host = host
+        self.password = password
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "redis.log"
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{db}"
+
+    def _cli(self) -> list[str]:
+        # The password reaches redis-cli through its environment (REDISCLI_AUTH), never argv.
+        return ["redis-cli", "-h", self.host, "-p", str(self.port)]
+
+    def _cli_env(self) -> dict[str, str]:
+        return {**os.environ, "REDISCLI_AUTH": self.password} if self.password else dict(os.environ)
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.root),
-                "--logfile",
-                str(self.log_path),
+                # The configuration from standard input: a password stays out of argv.
+                "-",
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
+        config = [
+            f"bind {self.host}",
+            f"port {self.port}",
+            'save ""',
+            "appendonly no",
+            f"dir {self.root}",
+            f"logfile {self.log_path}",
+            *([f"requirepass {self.password}"] if self.password else []),
+        ]
+        assert self.process.stdin is not None
+        self.process.stdin.write("\n".join(config).encode() + b"\n")
+        self.process.stdin.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -62,17 +76,13 @@ class RedisServer:
 
     def ping(self) -> bool:
         result = subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False
+            [*self._cli(), "ping"], capture_output=True, text=True, check=False, env=self._cli_env()
         )
         return result.stdout.strip() == "PONG"
 
     def shutdown_nosave(self) -> None:
         """What an operator's ``redis-cli shutdown nosave`` does: every message is gone."""
-        subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "shutdown", "nosave"],
-            capture_output=True,
-            check=False,
-        )
+        subprocess.run([*self._cli(), "shutdown", "nosave"], capture_output=True, check=False, env=self._cli_env())
         if self.process is not None:
             try:
                 self.process.wait(10)
@@ -100,8 +110,9 @@ def postgres_bindir() -> Path:
 class PostgresCluster:
     """A throwaway PostgreSQL cluster in ``root``, run as the ``postgres`` user when we are root."""
 
-    def __init__(self, root: Path, *, port: int | None = None) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
         self.port = port or free_port()
         self.datadir = root / "data"
         self.log_path = root / "postgres.log"
@@ -114,7 +125,7 @@ class PostgresCluster:
         return argv
 
     def url(self, name: str) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgres://postgres@{self.host}:{self.port}/{name}"
 
     def init(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -156,7 +167,7 @@ class PostgresCluster:
                     str(self.log_path),
                     "--wait",
                     "--options",
-                    f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+                    f"-p {self.port} -c listen_addresses={self.host} -c unix_socket_directories={self.root} "
                     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
                     "start",
                 ]
@@ -200,7 +211,7 @@ class PostgresCluster:
             [
                 str(self.bindir / "createdb"),
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
                 "--username",
