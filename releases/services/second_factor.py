@@ -369,7 +369,9 @@ def _refused(user: User, *, change: str, before: dict[str, object], address: str
     )
 
 
-def _changed(user: User, action: AuditAction, device: Device, *, before: dict[str, object], how: str, address: str) -> None:
+def _changed(
+    user: User, action: AuditAction, device: Device, *, before: dict[str, object], how: str, address: str
+) -> None:
     audit_record(
         actor=user,
         action=action,

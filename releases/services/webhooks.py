@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -80,9 +81,15 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def tag_version(tag: str) -> str:
-    """The normalized PEP 440 version a tag names (``v1.2.0`` → ``1.2.0``)."""
-    raw = tag[1:] if tag[:1] in ("v", "V") else tag
+def tag_version(tag: str, pattern: str = "") -> str:
+    """The normalized PEP 440 version a tag names (``v1.2.0`` → ``1.2.0``).
+
+    The literal start of the project's tag pattern comes off first, so that
+    projects sharing a repository each read their own tags (``core-v*``:
+    ``core-v1.2.0`` → ``1.2.0``)."""
+    prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    raw = tag[len(prefix) :] if prefix and tag.startswith(prefix) else tag
+    raw = raw[1:] if raw[:1] in ("v", "V") else raw
     try:
         return clean_version(str(Version(raw)))
     except InvalidVersion:
@@ -204,7 +211,7 @@ def _decide(project: Project, event: str, action: str, payload: dict[str, Any]) 
         )
     try:
         clean_ref(tag)
-        tag_version(tag)
+        tag_version(tag, project.tag_pattern)
     except ValidationError as exc:
         return 422, Outcome.REFUSED, " ".join(exc.messages)
     return 202, QUEUE, ""
@@ -239,7 +246,7 @@ def webhook_fail(delivery: WebhookDelivery, reason: str) -> None:
 def release_publish_from_tag(project: Project, tag: str) -> Release:
     """Create the release at ``tag`` (built by its job) and ask for it on the
     first environment; the build's success starts the deployment."""
-    version = tag_version(tag)
+    version = tag_version(tag, project.tag_pattern)
     release = Release.objects.filter(project=project, version=version).first()
     if release is None:
         release = release_create(project=project, version=version, ref=tag, actor=None)

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 from releases.management.commands._base import ConsoleCommand, invalid, log_tail, wait_until
-from releases.models import Deployment
+from releases.models import Deployment, Environment, Release
 from releases.selectors.lookups import environment_by_name, release_by_version
 from releases.services.deployments import deployment_request
 
@@ -21,13 +21,26 @@ class Command(ConsoleCommand):
         parser.add_argument("--to", required=True, dest="environment", help="The environment's name.")
         parser.add_argument("--wait", action="store_true", help="Wait for the end; exit 0 only on success.")
 
+    def refused(self, release: Release, environment: Environment, exc: ValidationError) -> CommandError:
+        """Each reason on a line of its own (PyPI's rules may find several), nothing sent."""
+        if len(exc.messages) == 1:
+            return invalid(exc)
+        for message in exc.messages:
+            self.stderr.write(f"  - {message}")
+        return CommandError(
+            f"{release} cannot go to {environment.name} ({len(exc.messages)} reasons above); nothing was sent."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             release = release_by_version(options["project"], options["version"])
             environment = environment_by_name(options["environment"])
-            deployment = deployment_request(release=release, environment=environment, actor=None)
         except ValidationError as exc:
             raise invalid(exc) from None
+        try:
+            deployment = deployment_request(release=release, environment=environment, actor=None)
+        except ValidationError as exc:
+            raise self.refused(release, environment, exc) from None
         self.stdout.write(f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.label.lower()}")
         if not options["wait"]:
             return
