@@ -3,6 +3,7 @@ run in the test's own process, for the tests of publishing to PyPI."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from releases.models import Deployment, Environment, Job, Project, Release
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create
 from releases.services.releases import release_store_files
+from releases.steps.workspace import Workspace
 from tests.support.pypi_standin import PypiStandin
 
 
@@ -61,3 +63,21 @@ def run_jobs(deployment: Deployment, limit: int = 10) -> Deployment:
         job_run(job.pk)
     deployment.refresh_from_db()
     return deployment
+
+
+class LinesLog:
+    """A step's log kept in memory, for steps run outside a job."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.lost = threading.Event()
+
+    def write(self, text: str) -> None:
+        self.lines.extend(text.splitlines())
+
+    def write_lines(self, lines: list[str]) -> None:
+        self.lines.extend(lines)
+
+
+def memory_workspace(folder: Path) -> Workspace:
+    return Workspace(job_id=0, workdir=folder, log=LinesLog())
