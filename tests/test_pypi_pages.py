@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from releases.models import Approval, Deployment, Project
+from releases.models import Approval, Deployment, Environment, Project
 from releases.services.approvals import ApprovalRefused, approval_give, artifact_digests
 from releases.services.deployments import INDEX_RULE, deployment_blockers, deployment_request
 from releases.services.projects import project_create, project_set_github
@@ -117,3 +117,26 @@ def test_the_approval_page_says_these_bytes_go_from_the_consoles_workers(db, pyp
     )
 
     assert f"These bytes, uploaded by the console's workers to {pypi_standin.simple_url}" in html
+
+
+@pytest.mark.parametrize(
+    ("upload_url", "index_url", "rules"),
+    [
+        ("https://upload.pypi.org/legacy/", "https://pypi.org/simple/", True),
+        ("https://test.pypi.org/legacy/", "https://test.pypi.org/simple/", True),
+        ("https://devpi.example.org/acme/dev/", "https://devpi.example.org/acme/dev/+simple/", False),
+    ],
+)
+def test_an_environment_added_in_the_admin_has_pypis_rules_by_its_address(db, upload_url, index_url, rules):
+    response = signed_in(make_user("root", superuser=True)).post(
+        reverse("admin:releases_environment_add"),
+        {
+            "name": "target", "title": "Target", "upload_url": upload_url, "index_url": index_url,
+            "required_approvals": 0, "request_ttl_hours": 168, "position": 0, "block_severity": "none",
+            "fallback_index_url": "", "project_url_template": "", "allowed_ref_pattern": "",
+            "workflow_environment": "", "index_account": "",
+        },
+    )  # fmt: skip
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Environment.objects.get(name="target").pypi_rules is rules
