@@ -7,23 +7,27 @@ approved once, promoted unchanged."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from releases.errors import StepFailed
 from releases.models import Approval, Artifact, Deployment, Project
 from releases.services.approvals import approval_give, artifact_digests
 from releases.services.deployments import deployment_request
 from releases.services.projects import project_create, project_set_github, project_update
 from releases.services.releases import release_create
+from releases.steps.ci_wheels import extract_wheels
 from tests.conftest import wait_built, wait_final
 from tests.support.github_standin import GitHubStandIn
 from tests.support.people import make_user
-from tests.support.publishing import pypi_environment
+from tests.support.publishing import memory_workspace, pypi_environment
 from tests.support.pypi_standin import PypiStandin
 from tests.support.sample import SampleRepo, build_wheel, git
 
@@ -159,3 +163,76 @@ def test_a_failed_ci_run_fails_the_build_naming_it(worker, ci_project, github, c
     assert release.build_failed
     assert f"The newest run of wheels.yml on {commit[:12]} ended 'failure'" in release.reason
     assert f"actions/runs/{run.id}" in release.reason
+
+
+# -- the checks on each collected file, on real wheels ---------------------------
+
+
+@pytest.fixture
+def pure_wheel(tmp_path: Path) -> Path:
+    repo = SampleRepo(tmp_path / "pure", "speedups")
+    repo.commit_version("1.0.0")
+    return build_wheel(repo, tmp_path / "pure-dist")
+
+
+def archive(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    path = tmp_path / f"artifact-{len(list(tmp_path.glob('artifact-*')))}.zip"
+    with zipfile.ZipFile(path, "w") as bundle:
+        for name, data in files.items():
+            bundle.writestr(name, data)
+    return path
+
+
+def extract(tmp_path: Path, files: dict[str, bytes]):
+    ws = memory_workspace(tmp_path)
+    wheels = extract_wheels(
+        ws, [("wheels", archive(tmp_path, files))], project="speedups", version="1.0.0", out=tmp_path / "out"
+    )
+    return wheels, ws.log.lines
+
+
+def test_a_wheel_whose_metadata_says_another_version_than_its_name_is_refused(pure_wheel, tmp_path):
+    # The name says 1.0.0, the metadata inside 1.0.1.
+    with pytest.raises(StepFailed, match=r"says it is speedups 1\.0\.1 inside, not speedups 1\.0\.0"):
+        extract(tmp_path, {pure_wheel.name: _with_version(pure_wheel.read_bytes(), "1.0.1")})
+
+
+def test_wheels_of_other_projects_are_left_out_and_sdists_are_not_taken(pure_wheel, tmp_path):
+    other_repo = SampleRepo(tmp_path / "other", "other-pkg")
+    other_repo.commit_version("3.0")
+    other = build_wheel(other_repo, tmp_path / "other-dist")
+
+    wheels, lines = extract(
+        tmp_path,
+        {
+            f"dist/{pure_wheel.name}": pure_wheel.read_bytes(),
+            other.name: other.read_bytes(),
+            "speedups-1.0.0.tar.gz": b"x",
+        },
+    )
+
+    assert [w.path.name for w in wheels] == [pure_wheel.name]
+    assert f"wheels: {other.name} is not speedups's; left out" in lines
+
+
+def test_an_artifact_without_a_wheel_of_the_release_is_refused(tmp_path):
+    with pytest.raises(StepFailed, match=r"hold no wheel of speedups 1.0.0: upload the wheels"):
+        extract(tmp_path, {"speedups-1.0.0.tar.gz": b"only an sdist"})
+
+
+def test_a_wheel_named_with_a_path_or_odd_characters_is_refused(pure_wheel, tmp_path):
+    with pytest.raises(StepFailed, match="holds a wheel with a name PyPI refuses"):
+        extract(tmp_path, {"../" + pure_wheel.name.replace("speedups", "speed ups"): pure_wheel.read_bytes()})
+
+
+def _with_version(wheel: bytes, version: str) -> bytes:
+    """The wheel with its METADATA's Version changed, as a back-end writing another version would."""
+    source = zipfile.ZipFile(io.BytesIO(wheel))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as out:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith(".dist-info/METADATA"):
+                data = data.replace(b"Version: 1.0.0", f"Version: {version}".encode())
+            out.writestr(info, data)
+    return buffer.getvalue()

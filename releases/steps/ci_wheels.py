@@ -15,6 +15,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -98,8 +99,8 @@ def _wheel_members(artifact: str, archive: Path) -> list[tuple[str, bytes]]:
                     )
                 members.append((info.filename, bundle.read(info)))
             return members
-    except zipfile.BadZipFile:
-        raise StepFailed(f"The CI artifact {artifact!r} is not a zip archive; download it again.") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        raise StepFailed(f"The CI artifact {artifact!r} is not a readable zip archive; download it again.") from None
 
 
 def _filename_parts(artifact: str, filename: str) -> tuple[str, Version]:
