@@ -13,13 +13,15 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from packaging.utils import parse_wheel_filename
 
+from releases.errors import StepFailed
 from releases.models import Artifact, Deployment, Environment, Job, JobLogLine
 from releases.services.deployments import INDEX_RULE, deployment_blockers, deployment_request
 from releases.services.projects import environment_create, project_create
 from releases.services.releases import release_create
 from releases.steps import pypi_platforms
+from releases.steps.wheel_repair import repair_wheels
 from tests.conftest import served, wait_built, wait_final
-from tests.support.publishing import pypi_environment, run_jobs, stored_release
+from tests.support.publishing import memory_workspace, pypi_environment, run_jobs, stored_release
 from tests.support.pypi_packages import build_package, twine_upload
 from tests.support.pypi_standin import PypiStandin
 from tests.support.sample import SampleRepo
@@ -193,3 +195,23 @@ def test_an_index_that_cannot_be_asked_holds_the_push_with_a_reason(db, pypi_sta
     assert [b.code for b in blockers] == [INDEX_RULE]
     assert blockers[0].message.startswith("PyPI's upload rules could not be checked against Test PyPI (")
     assert not Environment.objects.filter(pk=environment.pk, pypi_rules=False).exists()
+
+
+def test_a_wheel_auditwheel_cannot_repair_fails_with_its_reason(tmp_path: Path):
+    # A pure-Python wheel tagged linux_x86_64: there is nothing for auditwheel to repair.
+    built = build_package(tmp_path)
+    mislabelled = built.wheel.with_name(built.wheel.name.replace("py3-none-any", "cp311-cp311-linux_x86_64"))
+    built.wheel.rename(mislabelled)
+    (tmp_path / "home").mkdir()
+    ws = memory_workspace(tmp_path)
+
+    with pytest.raises(StepFailed) as failed:
+        repair_wheels(ws, [mislabelled], tmp_path / "repaired")
+
+    assert str(failed.value).startswith(f"auditwheel could not repair {mislabelled.name}: ")
+    assert "does not look like a platform wheel" in str(failed.value)
+    assert str(failed.value).endswith(
+        "PyPI refuses linux_ wheels: fix what auditwheel names, or collect manylinux wheels from CI; turn wheel "
+        "repair off for this project only to publish to private indexes."
+    )
+    assert repair_wheels(ws, [built.sdist], tmp_path / "repaired") == []
