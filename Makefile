@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --compile-bytecode --python $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs check-deploy lock clean
+.PHONY: install run test screenshots lint chaos bench-pipeline bench-web bench-logs bench-claims check-deploy lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,11 @@ run: install
 
 # The whole suite against PostgreSQL and Redis on localhost, with ruff and mypy.
 # Long benchmark and chaos runs are left to `make chaos`; the short forms run here.
-# pytest's exit code 5 (no tests collected) is a failure here.
+# pytest's exit code 5 (no tests collected) is a failure here. A machine
+# without a program the tests need (a browser, bubblewrap...) stops first,
+# with the command that installs it (tests/support/tools.py).
 test: install lint
+	$(BIN)/python -m tests.support.tools
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
@@ -56,6 +59,10 @@ bench-pipeline: install
 
 bench-logs: install
 	$(BIN)/python -m bench.logs
+
+# The embedded default's queue: a job's wait for its claim, and an idle worker's CPU.
+bench-claims: install
+	$(BIN)/python -m bench.claims
 
 bench-web: install
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)

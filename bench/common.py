@@ -3,7 +3,8 @@ small helpers to time things and print tables.
 
 The benchmarks run outside pytest, against ``BENCH_DATABASE_URL`` (default
 the ``console_bench`` database on the local PostgreSQL) and
-``BENCH_REDIS_URL`` (default Redis db 5), migrated first.
+``BENCH_REDIS_URL`` (default Redis db 5), migrated first; or, on the
+embedded default, SQLite and the filesystem broker in a scratch var folder.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/console_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
 
 
-def bench_environment(var_dir: Path) -> dict[str, str]:
-    """Set this process's environment for the console, before Django loads."""
+def bench_environment(var_dir: Path, *, embedded: bool = False) -> dict[str, str]:
+    """Set this process's environment for the console, before Django loads.
+
+    ``embedded``: no database or broker server, as ``make run`` has it: the
+    console falls back to SQLite and its own broker under ``var_dir``.
+    """
     from cryptography.fernet import Fernet
 
     values = {
@@ -40,6 +45,10 @@ def bench_environment(var_dir: Path) -> dict[str, str]:
         "TOOL_CACHE_DIR": os.environ.get("TOOL_CACHE_DIR", str(ROOT / "var" / "bench-cache")),
         "LOG_LEVEL": "WARNING",
     }
+    if embedded:
+        del values["DATABASE_URL"], values["REDIS_URL"]
+        os.environ.pop("DATABASE_URL", None)
+        os.environ.pop("REDIS_URL", None)
     os.environ.update(values)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     return dict(os.environ)
@@ -56,6 +65,10 @@ def ensure_database(url: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
+    migrate()
+
+
+def migrate() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True, capture_output=True)
 
 

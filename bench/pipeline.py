@@ -1,16 +1,23 @@
-"""The console against the manual release steps, on one sample package and
-one local index (devpi-server), in alternating rounds, each a new version:
+"""The console against two ways of releasing by hand, on one sample package
+and one local index (devpi-server), in alternating rounds, each a new
+version:
 
-(a) by hand, as the release guide says: ``python -m build``, ``twine
-    upload``, then ``python -m venv`` + ``pip install --isolated
-    --index-url ...`` + an import;
-(b) the console: ``manage.py release_create P V --ref R --wait`` then
-    ``manage.py publish P V --to ENV --wait``, from request to verified,
-    with a Celery worker of its own.
+(a) the release guide: ``python -m build``, ``twine upload``, then
+    ``python -m venv`` + ``pip install --isolated --index-url ...`` + an
+    import;
+(c) the fastest by hand: ``uv build``, ``uv publish`` (the token in the
+    environment), then ``uv venv`` + ``uv pip install --index-url ...`` + an
+    import, all ignoring user configuration (``UV_NO_CONFIG``);
+(b) the console: ``manage.py publish P V --ref R --to ENV --wait``, from the
+    ref to verified in one command, with a Celery worker of its own, on
+    PostgreSQL + Redis or (``--embedded``) on SQLite + the embedded broker in
+    a var folder of its own, as ``make run`` has it. Its vulnerability scan
+    asks a loopback OSV stand-in (tests/support/osv_standin.py).
 
-Prints the median time of each step and, last, the ratio b/a.
+Prints the median time of each step and, last, the ratios console/guide
+(b/a) and console/uv (b/c).
 
-    python -m bench.pipeline [--rounds N] [--pool solo|prefork]
+    python -m bench.pipeline [--rounds N] [--pool solo|prefork] [--embedded]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from bench.common import (
     bench_environment,
     ensure_database,
     median,
+    migrate,
     scratch,
     setup_django,
     table,
@@ -41,10 +49,15 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None 
         raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
+def person_env() -> dict[str, str]:
+    """A person's shell: none of the console's own settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CONSOLE_", "CELERY_", "DJANGO_"))}
+
+
 def manual_round(repo, account, version: str, workdir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The release guide's steps, each timed."""
     repo.commit_version(version, tag=f"v{version}")
-    person = {k: v for k, v in os.environ.items() if not k.startswith(("CONSOLE_", "CELERY_", "DJANGO_"))}
+    person = person_env()
     dist = workdir / "dist"
     times: dict[str, float] = {}
     clock = Stopwatch()
@@ -95,19 +108,62 @@ def manual_round(repo, account, version: str, workdir: Path) -> dict[str, float]
     return times
 
 
+def uv_round(repo, account, version: str, workdir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The fastest way by hand: uv for every step, each timed."""
+    from releases.steps.tools import uv_bin
+
+    repo.commit_version(version, tag=f"v{version}")
+    uv = uv_bin()
+    # No uv.toml, no progress bars; the machine's certificates, as the console's tools have.
+    person = {**person_env(), "UV_NO_CONFIG": "1", "UV_NO_PROGRESS": "1", "UV_SYSTEM_CERTS": "1"}
+    dist = workdir / "dist"
+    times: dict[str, float] = {}
+    clock = Stopwatch()
+    run([uv, "build", "--out-dir", str(dist), str(repo.path)], env=person)
+    times["uv build"] = clock.seconds()
+    clock = Stopwatch()
+    run(
+        [uv, "publish", "--publish-url", account.upload_url, *[str(p) for p in sorted(dist.iterdir())]],
+        env={**person, "UV_PUBLISH_USERNAME": account.user, "UV_PUBLISH_PASSWORD": account.password},
+    )
+    times["uv publish"] = clock.seconds()
+    venv = workdir / "venv"
+    clock = Stopwatch()
+    run([uv, "venv", "--python", sys.executable, str(venv)], env=person)
+    times["uv venv"] = clock.seconds()
+    clock = Stopwatch()
+    run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--index-url",
+            account.simple_url,
+            f"{repo.name}=={version}",
+        ],
+        env=person,
+    )
+    times["uv pip install"] = clock.seconds()
+    clock = Stopwatch()
+    run([str(venv / "bin" / "python"), "-c", f"import {repo.module}"], env=person)
+    times["import"] = clock.seconds()
+    times["total"] = sum(times.values())
+    return times
+
+
 def console_round(repo, environment: str, version: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """The two headless commands, timed, and what the jobs' rows say of the time between."""
+    """The one headless command from ref to verified, timed, and what the jobs' rows say of the time between."""
     from releases.models import Job, Release
 
     repo.commit_version(version, tag=f"v{version}")
     times: dict[str, float] = {}
     clock = Stopwatch()
-    run([sys.executable, "manage.py", "release_create", repo.name, version, "--ref", f"v{version}", "--wait"], cwd=ROOT)
-    times["release_create --wait"] = clock.seconds()
-    clock = Stopwatch()
-    run([sys.executable, "manage.py", "publish", repo.name, version, "--to", environment, "--wait"], cwd=ROOT)
-    times["publish --wait"] = clock.seconds()
-    times["total"] = times["release_create --wait"] + times["publish --wait"]
+    command = ["publish", repo.name, version, "--ref", f"v{version}", "--to", environment, "--wait"]
+    run([sys.executable, "manage.py", *command], cwd=ROOT)
+    times["publish --ref --wait"] = clock.seconds()
+    times["total"] = times["publish --ref --wait"]
     release = Release.objects.get(project__name=repo.name, version=version)
     jobs = {job.kind: job for job in Job.objects.filter(release=release)}
     previous_end = None
@@ -126,11 +182,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="Measured rounds of each (after one warm-up round).")
     parser.add_argument("--pool", choices=["solo", "prefork"], default="prefork", help="The worker's pool.")
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="The console on SQLite and the embedded broker (its own var folder) instead of PostgreSQL and Redis.",
+    )
     args = parser.parse_args(argv)
+    where = "SQLite + the embedded broker" if args.embedded else "PostgreSQL + Redis"
 
+    from tests.support.osv_standin import OsvStandin
+
+    # No vulnerability service answers from this machine (a verify would wait
+    # out its retries), and the ways by hand scan nothing: the console asks a
+    # loopback stand-in that knows no vulnerability, as the tests do.
+    osv = OsvStandin().start()
+    os.environ["OSV_API_URL"] = osv.url
     with scratch("bench-pipeline-") as tmp:
-        bench_environment(tmp / "var")
-        ensure_database(os.environ["DATABASE_URL"])
+        bench_environment(tmp / "var", embedded=args.embedded)
+        if args.embedded:
+            migrate()
+        else:
+            ensure_database(os.environ["DATABASE_URL"])
         setup_django()
         from releases.services.projects import environment_create, project_create
         from tests.support.devpi import DevpiServer
@@ -157,32 +229,42 @@ def main(argv: list[str] | None = None) -> None:
                 token=account.password,
                 actor=None,
             )
-            manual: dict[str, list[float]] = defaultdict(list)
-            console: dict[str, list[float]] = defaultdict(list)
+            rounds: dict[str, dict[str, list[float]]] = {"guide": defaultdict(list), "uv": defaultdict(list)}
+            rounds["console"] = defaultdict(list)
             for n in range(args.rounds + 1):
-                a = manual_round(repo, account, f"1.{n}.0", tmp / f"manual-{n}")
-                b = console_round(repo, environment, f"1.{n}.1")
+                a = manual_round(repo, account, f"1.{n}.0", tmp / f"guide-{n}")
+                c = uv_round(repo, account, f"1.{n}.1", tmp / f"uv-{n}")
+                b = console_round(repo, environment, f"1.{n}.2")
                 if n == 0:
-                    continue  # warm-up: caches filled for both alike
-                for key, value in a.items():
-                    manual[key].append(value)
-                for key, value in b.items():
-                    console[key].append(value)
-                print(f"round {n}: manual {a['total']:.2f} s, console {b['total']:.2f} s", flush=True)
+                    continue  # warm-up: caches filled for all alike
+                for name, times in (("guide", a), ("uv", c), ("console", b)):
+                    for key, value in times.items():
+                        rounds[name][key].append(value)
+                print(
+                    f"round {n}: guide {a['total']:.2f} s, uv {c['total']:.2f} s, console {b['total']:.2f} s",
+                    flush=True,
+                )
         finally:
             worker.stop()
             devpi.stop()
+            osv.stop()
 
-    print()
-    print(f"(a) manual steps, median of {args.rounds} rounds (seconds)")
-    print(table(["step", "median", "min", "max"], [[k, median(v), min(v), max(v)] for k, v in manual.items()]))
-    print()
-    print(f"(b) the console, {args.pool} worker, median of {args.rounds} rounds (seconds)")
-    print(table(["step", "median", "min", "max"], [[k, median(v), min(v), max(v)] for k, v in console.items()]))
-    a_total, b_total = median(manual["total"]), median(console["total"])
+    titles = {
+        "guide": "(a) by hand, the release guide",
+        "uv": "(c) by hand, uv for every step",
+        "console": f"(b) the console on {where}, {args.pool} worker",
+    }
+    for name, title in titles.items():
+        print()
+        print(f"{title}, median of {args.rounds} rounds (seconds)")
+        print(
+            table(["step", "median", "min", "max"], [[k, median(v), min(v), max(v)] for k, v in rounds[name].items()])
+        )
+    guide, uv, console = (median(rounds[name]["total"]) for name in ("guide", "uv", "console"))
     print()
     print(
-        f"b/a = {b_total / a_total:.2f} (console {b_total:.2f} s, manual {a_total:.2f} s, median of {args.rounds} rounds)"
+        f"console/guide = {console / guide:.2f}, console/uv = {console / uv:.2f} "
+        f"(console {console:.2f} s on {where}, guide {guide:.2f} s, uv {uv:.2f} s, median of {args.rounds} rounds)"
     )
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from botocore.config import Config
-
 from console.env import ImproperEnvironment, env_choice, env_int, env_str, env_url
 
 LOCAL = "local"
@@ -32,6 +30,11 @@ def artifact_storage(var_dir: Path) -> dict[str, Any]:
 
 
 def _s3() -> dict[str, Any]:
+    # Imported only when a bucket is configured: botocore takes a twentieth
+    # of a second to import, in every process and every command that loads
+    # the settings. Not a cycle: settings import nothing of the console.
+    from botocore.config import Config  # noqa: PLC0415
+
     bucket = env_str("ARTIFACT_S3_BUCKET").strip()
     if not bucket:
         raise ImproperEnvironment("ARTIFACT_S3_BUCKET must be set when ARTIFACT_STORAGE=s3")

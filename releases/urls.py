@@ -8,6 +8,7 @@ from releases.views import (
     dashboard,
     handouts,
     history,
+    project_forms,
     projects,
     refs,
     release_pages,
@@ -21,14 +22,17 @@ app_name = "releases"
 urlpatterns: list[URLPattern] = [
     path("", dashboard.dashboard, name="dashboard"),
     path("history/", history.history, name="history"),
+    # "+" is in no project name: these two never shadow a project's page.
+    path("projects/+add/", project_forms.project_add, name="project_add"),
+    path("projects/<str:name>/+edit/", project_forms.project_edit, name="project_edit"),
     path("projects/<str:name>/", projects.project_detail, name="project"),
     path("projects/<str:name>/releases/", projects.project_release_create, name="release_create"),
     path("projects/<str:name>/releases/<str:version>/", release_pages.release_detail, name="release"),
     path("projects/<str:name>/releases/<str:version>/live/", release_pages.release_live, name="release_live"),
     path(
-        "projects/<str:name>/releases/<str:version>/deploy/<slug:environment>/",
-        release_pages.release_deploy,
-        name="release_deploy",
+        "projects/<str:name>/releases/<str:version>/publish/<slug:environment>/",
+        release_pages.release_publish,
+        name="release_publish",
     ),
     path("jobs/<int:job_id>/log/", release_pages.job_log, name="job_log"),
     path("artifacts/<int:artifact_id>/<str:filename>", release_pages.artifact_download, name="artifact_download"),
@@ -39,6 +43,7 @@ urlpatterns: list[URLPattern] = [
     path("webhooks/github/<str:project_name>/", webhooks.github_webhook, name="github_webhook"),
     path("approvals/", approvals.awaiting, name="approvals"),
     path("deployments/<int:deployment_id>/approval/", approvals.approval, name="approval"),
+    path("deployments/<int:deployment_id>/approval/live/", approvals.approval_live, name="approval_live"),
     path("deployments/<int:deployment_id>/approval/decide/", approvals.approval_decide, name="approval_decide"),
     path("deployments/<int:deployment_id>/approval/cancel/", approvals.approval_cancel_view, name="approval_cancel"),
     path("audit/", audit.audit, name="audit"),
@@ -48,8 +53,8 @@ urlpatterns: list[URLPattern] = [
     path("account/second-factor/passkey/", second_factor.passkey_enrol, name="passkey_enrol"),
     path("account/second-factor/remove/", second_factor.second_factor_remove, name="second_factor_remove"),
     path("account/second-factor/recovery-codes/", second_factor.recovery_codes_new, name="recovery_codes_new"),
-    path("releases/<int:release_id>/sbom/", supply.release_sbom, name="release_sbom"),
-    path("releases/<int:release_id>/sbom.json", supply.release_sbom_json, name="release_sbom_json"),
+    path("projects/<str:name>/releases/<str:version>/sbom/", supply.release_sbom, name="release_sbom"),
+    path("projects/<str:name>/releases/<str:version>/sbom.json", supply.release_sbom_json, name="release_sbom_json"),
     path("deployments/<int:deployment_id>/summary/", supply.deployment_summary_page, name="deployment_summary"),
     path(
         "deployments/<int:deployment_id>/summary.md", supply.deployment_summary_markdown, name="deployment_summary_md"

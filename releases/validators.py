@@ -125,3 +125,19 @@ def field_errors(checks: dict[str, Callable[[], object]]) -> None:
             errors[field] = exc.messages
     if errors:
         raise ValidationError(errors)
+
+
+def version_from_tag(tag: str) -> str:
+    """The normalized PEP 440 version a tag names: ``v1.2.0`` → ``1.2.0``,
+    ``core-v2.0`` → ``2.0``, ``release-1.0`` → ``1.0`` (the longest end of
+    the tag, after a ``-``, ``_`` or ``/`` and an optional ``v``, that is a
+    version)."""
+    starts = [0, *[i + 1 for i, ch in enumerate(tag) if ch in "-_/"]]
+    for start in starts:
+        raw = tag[start:]
+        raw = raw[1:] if raw[:1] in ("v", "V") else raw
+        try:
+            return str(Version(raw))
+        except InvalidVersion:
+            continue
+    raise ValidationError(f"The tag {tag!r} does not name a PEP 440 version (for example v1.2.0).")

@@ -5,9 +5,7 @@ index and verify there, and the history shows both names."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
@@ -18,9 +16,10 @@ from releases.services.deployments import deployment_request
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
 from tests.support.console import person_with_role
-from tests.test_console_browser import CHROMIUM, SCREENSHOTS, browser, page, sign_in  # noqa: F401  (fixtures)
+from tests.support.tools import needs
+from tests.test_console_browser import SCREENSHOTS, browser, page, sign_in  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = needs("chromium")
 
 
 def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
@@ -60,7 +59,7 @@ def test_a_push_to_pypi_is_requested_approved_by_someone_else_and_verified(
     page.get_by_role("link", name=f"{project.name} 1.0.0").click()
     for artifact in release.artifacts.all():
         expect(page.locator("table.files")).to_contain_text(artifact.sha256)
-    page.get_by_role("link", name="Verify your one-time password").click()
+    page.get_by_role("link", name="Verify your second factor").click()
     code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
     page.get_by_label("Code from your app, or a recovery code").fill(f"{code:06d}")
     page.get_by_role("button", name="Verify").click()

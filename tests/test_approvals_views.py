@@ -6,15 +6,12 @@ is sent); the matrix with a worker and devpi is test_approvals_matrix.py.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import zipfile
 from datetime import timedelta
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -23,9 +20,11 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from releases.models import Approval, Artifact, AuditEvent, Deployment, DeploymentFile, Environment, Project, Release
+from releases.models import Approval, AuditEvent, Deployment, DeploymentFile, Environment, Project, Release
 from releases.services.deployments import deployment_request
+from releases.services.lifecycle import transition
 from releases.services.projects import environment_create
+from tests.support.console import DeploymentFactory, ProjectFactory, ReleaseFactory
 from tests.support.people import make_user
 
 PASSWORD = "correct horse battery staple"
@@ -43,29 +42,15 @@ def wheel_bytes(version: str, requires: list[str]) -> bytes:
 
 def built_release(project: Project, version: str, requires: list[str]) -> Release:
     """A release as the build job leaves it: built, its files stored with their digests."""
-    release = Release.objects.create(
+    return ReleaseFactory(
         project=project,
         version=version,
-        ref=f"v{version}",
         commit="a" * 40,
-        state=Release.State.FINISHED,
-        outcome=Release.Outcome.BUILT,
+        files={
+            f"sample_pkg-{version}.tar.gz": f"sdist {version}".encode(),
+            f"sample_pkg-{version}-py3-none-any.whl": wheel_bytes(version, requires),
+        },
     )
-    storage = storages["artifacts"]
-    for filename, kind, content in (
-        (f"sample_pkg-{version}.tar.gz", Artifact.Kind.SDIST, f"sdist {version}".encode()),
-        (f"sample_pkg-{version}-py3-none-any.whl", Artifact.Kind.WHEEL, wheel_bytes(version, requires)),
-    ):
-        path = storage.save(f"{project.name}/{version}/{filename}", ContentFile(content))
-        Artifact.objects.create(
-            release=release,
-            filename=filename,
-            kind=kind,
-            size=len(content),
-            sha256=hashlib.sha256(content).hexdigest(),
-            path=path,
-        )
-    return release
 
 
 @pytest.fixture
@@ -104,25 +89,18 @@ def people(db):
 @pytest.fixture
 def pending(environments, people) -> Deployment:
     test_pypi, pypi = environments
-    project = Project.objects.create(name="sample-pkg", source="/nowhere")
+    project = ProjectFactory(name="sample-pkg", source="/nowhere")
     built_release(project, "1.0.0", ["requests>=2", "click"])
     release = built_release(project, "1.1.0", ["requests>=2.31", "rich"])
-    verified = Deployment.objects.create(
-        release=release,
-        environment=test_pypi,
-        state=Deployment.State.FINISHED,
-        outcome=Deployment.Outcome.SUCCEEDED,
-        finished_at=timezone.now(),
-        verified_modules=["sample_pkg"],
-    )
-    for artifact in release.artifacts.all():
-        DeploymentFile.objects.create(
-            deployment=verified,
-            artifact=artifact,
-            state=DeploymentFile.State.VERIFIED,
+    verified = DeploymentFactory(release=release, environment=test_pypi)
+    for record in verified.files.select_related("artifact"):
+        record = transition(
+            record,
+            DeploymentFile.State.ON_INDEX,
             outcome=DeploymentFile.Outcome.UPLOADED,
-            index_sha256=artifact.sha256,
+            changes={"index_sha256": record.artifact.sha256},
         )
+        transition(record, DeploymentFile.State.VERIFIED)
     return deployment_request(release=release, environment=pypi, actor=people["releaser"])
 
 
@@ -194,10 +172,13 @@ def test_an_approver_with_a_verified_session_approves_from_the_page(pending, peo
 
 
 def test_the_awaiting_list_shows_requests_for_others_only(pending, people):
-    mine = client_for(people["approver"]).get(reverse("releases:approvals"))
-    assert str(pending.release) in mine.content.decode()
-    own = client_for(people["releaser"]).get(reverse("releases:approvals"))
-    assert str(pending.release) not in own.content.decode()
+    mine = client_for(people["approver"]).get(reverse("releases:approvals")).content.decode()
+    assert str(pending.release) in mine.split("Awaiting my approval")[1]
+    # The requester finds the request under "My requests", with a way to cancel it, and not as one to approve.
+    own = client_for(people["releaser"]).get(reverse("releases:approvals")).content.decode()
+    requests, awaiting = own.split("Awaiting my approval")
+    assert f"Push #{pending.pk}: {pending.release}" in requests and "Cancel request" in requests
+    assert str(pending.release) not in awaiting
     outsider = client_for(people["outsider"]).get(reverse("releases:approvals"))
     assert "do not have the permission" in outsider.content.decode()
 

@@ -41,7 +41,7 @@ def pages(world) -> list[str]:
 
 def deploy_url(world, environment) -> str:
     release = world["release"]
-    return reverse("releases:release_deploy", args=[release.project.name, release.version, environment.name])
+    return reverse("releases:release_publish", args=[release.project.name, release.version, environment.name])
 
 
 def create_url(world) -> str:

@@ -15,13 +15,12 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from releases.models import Deployment, Release
 from releases.services.projects import environment_create
 from tests.support.console import PASSWORD, ReleaseFactory, person_with_role
+from tests.support.tools import CHROMIUM, needs
 
 # `make screenshots` sets CONSOLE_SCREENSHOTS=docs/screenshots to refresh the
 # committed pictures; an ordinary test run keeps its pictures to itself.
 SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="console-screenshots-"))
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = needs("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -98,24 +97,27 @@ def test_releaser_publishes_to_test_pypi_and_watches_it_live(
     )
     page.get_by_role("button", name="Publish to Test PyPI").dblclick()
     expect(page.get_by_role("status")).to_contain_text("Publish to Test PyPI: deployment #")
-    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    expect(page.locator(".live-dot")).to_be_visible()
     log = page.get_by_role("log")
+    # Follow the build's own log (the page would otherwise follow whichever
+    # job runs: the build may be over, and the upload running, by now).
+    page.get_by_role("link", name=re.compile(r"^Build #\d+ log$")).click()
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
     # The log streams in while the jobs run, without a reload.
-    expect(page.locator(".live-dot")).to_be_visible()
     expect(log).to_contain_text("$ uv build", timeout=60_000)
-    expect(page.locator(".live-dot")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "release-live-log.png"), full_page=True)
 
     environments = page.get_by_role("row", name=re.compile(r"^Test PyPI"))
     expect(environments.locator(".badge")).to_have_text("Succeeded", timeout=180_000)
     expect(page.locator(".live-dot")).to_have_count(0)  # polling stopped
-    expect(log).to_contain_text("imported sample_pkg")
     expect(page.get_by_role("heading", name=re.compile(r"On Test PyPI: deployment #\d+"))).to_be_visible()
     expect(page.get_by_text("Verified: installed from the index")).to_be_visible()
     assert page.evaluate("window.__sameDocument") is True
+    page.get_by_role("link", name=re.compile(r"^Verify #\d+ log$")).click()
+    expect(log).to_contain_text("imported sample_pkg")
     # Each job keeps its log: the upload's is one click away.
-    page.get_by_role("row", name=re.compile(r"^Upload #\d+")).get_by_role("link", name="view log").click()
+    page.get_by_role("link", name=re.compile(r"^Upload #\d+ log$")).click()
     expect(page.get_by_role("log")).to_contain_text("$ twine upload --repository-url")
     expect(page.get_by_role("log")).to_contain_text("uploaded, sha256")
 
@@ -174,7 +176,7 @@ def test_viewer_sees_no_publish_button_and_a_crafted_post_is_refused(page, live_
     # The form is not there, so forge the request, with a valid CSRF token.
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     response = page.request.post(
-        f"{base}/projects/sample-pkg/releases/2.0.0/deploy/test-pypi/",
+        f"{base}/projects/sample-pkg/releases/2.0.0/publish/test-pypi/",
         headers={"X-CSRFToken": token, "Referer": base + "/"},
     )
     assert response.status == 403

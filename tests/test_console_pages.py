@@ -187,7 +187,7 @@ def test_two_simultaneous_publish_clicks_start_one_deployment():
     release = ReleaseFactory(project__name="sample-pkg", version="1.0.0", state=Release.State.QUEUED, outcome="")
     environment = EnvironmentFactory(name="test-pypi", title="Test PyPI")
     user = person_with_role("releaser")
-    url = reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"])
+    url = reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"])
     barrier = threading.Barrier(2)
     statuses: list[int] = []
 
@@ -211,7 +211,7 @@ def test_two_simultaneous_publish_clicks_start_one_deployment():
 @pytest.mark.django_db
 def test_the_board_shows_what_is_live_and_the_latest_attempt_of_each_project_on_each_environment():
     test_pypi = EnvironmentFactory(name="test-pypi", title="Test PyPI", position=0)
-    pypi = EnvironmentFactory(name="pypi", title="PyPI", position=1)
+    pypi = EnvironmentFactory(name="pypi", title="PyPI", position=1, required_approvals=1)
     alpha, beta = ProjectFactory(name="alpha"), ProjectFactory(name="beta")
 
     def deploy(project, version, environment, where):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from releases.models import Deployment, Environment, Job, Project, Release, Webh
 from releases.services.projects import environment_create, project_set_github
 from releases.services.webhooks import webhook_process
 from tests.conftest import served, wait_built, wait_final, wait_for
+from tests.support.console import DeploymentFactory, ReleaseFactory
 from tests.support.sample import SampleRepo
 
 SECRET = "It's a Secret to Everybody"
@@ -250,10 +251,10 @@ def test_a_get_is_refused(client, hooked_project):
 
 
 def test_a_workflow_run_event_updates_the_tracked_run(client, hooked_project, first_environment):
-    release = Release.objects.create(
-        project=hooked_project, version="1.0.0", ref="v1.0.0", state="finished", outcome="built"
+    release = ReleaseFactory(project=hooked_project, version="1.0.0")
+    deployment = DeploymentFactory(
+        release=release, environment=first_environment, state=Deployment.State.UPLOADING, outcome=""
     )
-    deployment = Deployment.objects.create(release=release, environment=first_environment, state="uploading")
     run = WorkflowRun.objects.create(
         deployment=deployment,
         repository="acme/sample-pkg",

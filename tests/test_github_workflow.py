@@ -24,6 +24,7 @@ from releases.services.releases import release_create
 from releases.services.workflow_runs import workflow_run_adopt, workflow_run_from_webhook, workflow_run_reserve
 from releases.steps.tools import uv_bin
 from tests.conftest import served, wait_built, wait_final, wait_for
+from tests.support.console import ReleaseFactory
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.github_standin import GitHubStandIn, Run
 from tests.support.sample import SampleRepo, git
@@ -75,13 +76,12 @@ def log_of(job: Job) -> list[str]:
 
 def built_release(project: Project, github: GitHubStandIn) -> Release:
     """A release recorded as built (no build run): enough for dispatch tests."""
-    release = Release.objects.create(
-        project=project, version="1.0.0", ref="v1.0.0", commit=github.refs["v1.0.0"], state="finished", outcome="built"
+    return ReleaseFactory(
+        project=project,
+        version="1.0.0",
+        commit=github.refs["v1.0.0"],
+        files={"sample_pkg-1.0.0.tar.gz": b"an sdist"},
     )
-    Artifact.objects.create(
-        release=release, filename="sample_pkg-1.0.0.tar.gz", kind="sdist", size=1, sha256="a" * 64, path="x"
-    )
-    return release
 
 
 def run_dispatch(deployment: Deployment) -> Deployment:

@@ -62,8 +62,8 @@ def test_two_projects_of_one_repository_each_build_from_their_folder_at_their_ow
         name="acme-cli", source=str(cli_repo.path), subdirectory="packages/cli", tag_pattern="cli-v*", actor=None
     )
 
-    core_release = build_here(core, tag_version("core-v1.0.0", core.tag_pattern), "core-v1.0.0")
-    cli_release = build_here(cli, tag_version("cli-v2.0.0", cli.tag_pattern), "cli-v2.0.0")
+    core_release = build_here(core, tag_version("core-v1.0.0"), "core-v1.0.0")
+    cli_release = build_here(cli, tag_version("cli-v2.0.0"), "cli-v2.0.0")
 
     assert core_release.is_built, core_release.reason
     assert cli_release.is_built, cli_release.reason
@@ -83,17 +83,17 @@ def test_two_projects_of_one_repository_each_build_from_their_folder_at_their_ow
 
 
 @pytest.mark.parametrize(
-    ("tag", "pattern", "version"),
+    ("tag", "version"),
     [
-        ("core-v1.2.0", "core-v*", "1.2.0"),
-        ("cli-v2.0.0rc1", "cli-v*", "2.0.0rc1"),
-        ("v1.2.0", "v*.*.*", "1.2.0"),
-        ("1.2.0", "*", "1.2.0"),
-        ("core/1.4", "core/*", "1.4"),
+        ("core-v1.2.0", "1.2.0"),
+        ("cli-v2.0.0rc1", "2.0.0rc1"),
+        ("v1.2.0", "1.2.0"),
+        ("1.2.0", "1.2.0"),
+        ("core/1.4", "1.4"),
     ],
 )
-def test_a_tag_names_its_version_after_the_projects_pattern(tag, pattern, version):
-    assert tag_version(tag, pattern) == version
+def test_a_monorepo_tag_names_its_version(tag, version):
+    assert tag_version(tag) == version
 
 
 def test_a_release_tag_starts_the_release_of_the_project_whose_pattern_it_matches(db, monorepo):

@@ -5,12 +5,15 @@ decision from ``approval_eligibility``."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from releases.models import AuditEvent, Deployment, Environment, Project
-from releases.services.deployments import deployment_blockers
+from releases.models import Approval, AuditEvent, Deployment, Environment, Project, Release
+from releases.services.deployments import deployment_blockers, deployment_request
 from tests.support.console import EnvironmentFactory, ProjectFactory, ReleaseFactory, person_with_role
 
 pytestmark = pytest.mark.django_db
@@ -129,7 +132,7 @@ def test_a_release_from_a_ref_the_environment_does_not_take_is_offered_no_button
 
     assert BUTTON not in page
     assert "only takes releases from refs matching &#x27;v*&#x27;" in page
-    response = client.post(reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"]), follow=True)
+    response = client.post(reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"]), follow=True)
     assert "only takes releases from refs matching" in response.content.decode()
     assert not Deployment.objects.exists()
     assert [b.code for b in deployment_blockers(release, environment, releaser)] == ["ref_pattern"]
@@ -145,7 +148,7 @@ def test_an_environment_without_a_token_says_so_before_the_button_not_after_a_fa
 
     assert BUTTON not in page
     assert "Test PyPI has no token: add one" in page
-    client.post(reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"]))
+    client.post(reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"]))
     assert not Deployment.objects.exists()
 
 
@@ -157,10 +160,62 @@ def test_the_button_is_offered_exactly_when_the_service_takes_the_click():
 
     page = client.get(reverse("releases:release", args=["sample-pkg", "1.0.0"])).content.decode()
     assert BUTTON in page
-    client.post(reverse("releases:release_deploy", args=["sample-pkg", "1.0.0", "test-pypi"]))
+    client.post(reverse("releases:release_publish", args=["sample-pkg", "1.0.0", "test-pypi"]))
 
     deployment = Deployment.objects.get()
     assert deployment.state == Deployment.State.QUEUED
     page = client.get(reverse("releases:release", args=["sample-pkg", "1.0.0"])).content.decode()
     assert BUTTON not in page
     assert "A deployment is already queued." in page
+
+
+def pending_push(release_state: str = "built") -> Deployment:
+    """A push to an environment that needs one approval, asked for by a releaser."""
+    if release_state == "built":
+        release = ReleaseFactory(project=ProjectFactory(name="sample-pkg"), version="1.0.0")
+    else:
+        release = ReleaseFactory(
+            project=ProjectFactory(name="sample-pkg"), version="1.0.0", state=Release.State.QUEUED, outcome=""
+        )
+    pypi = EnvironmentFactory(name="pypi", title="PyPI", required_approvals=1, require_second_factor=False)
+    return deployment_request(release=release, environment=pypi, actor=person_with_role("releaser"))
+
+
+def approver_client() -> Client:
+    client = Client()
+    client.force_login(person_with_role("approver"))
+    return client
+
+
+def test_an_expired_request_offers_no_decision_and_a_crafted_one_is_refused():
+    pending = pending_push()
+    Deployment.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    client = approver_client()
+
+    page = client.get(reverse("releases:approval", args=[pending.pk])).content.decode()
+
+    assert "Approve these files" not in page
+    assert "This request has expired; ask for the push again." in page
+    response = client.post(
+        reverse("releases:approval_decide", args=[pending.pk]),
+        {"decision": "approve", "digest": [a.sha256 for a in pending.release.artifacts.all()]},
+    )
+    assert response.status_code == 409
+    assert not Approval.objects.exists()
+
+
+def test_a_release_still_building_offers_no_decision():
+    pending = pending_push(release_state="queued")
+
+    page = approver_client().get(reverse("releases:approval", args=[pending.pk])).content.decode()
+
+    assert "Approve these files" not in page
+    assert "The release is still building; there are no files to approve yet." in page
+
+
+def test_an_open_request_offers_the_decision_to_an_approver():
+    pending = pending_push()
+
+    page = approver_client().get(reverse("releases:approval", args=[pending.pk])).content.decode()
+
+    assert "Approve these files" in page

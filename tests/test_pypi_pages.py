@@ -52,7 +52,7 @@ def test_the_release_page_shows_each_broken_rule_in_place_of_the_button(db, pypi
     text = page.content.decode()
     shown = re.findall(r'<p class="muted small blocker">(.*?)</p>', text, re.S)
     assert [html.unescape(line) for line in shown] == lines
-    assert reverse("releases:release_deploy", args=[project.name, release.version, environment.name]) not in text
+    assert reverse("releases:release_publish", args=[project.name, release.version, environment.name]) not in text
 
 
 def pending_push(standin: PypiStandin, tmp_path: Path, project: Project) -> Deployment:

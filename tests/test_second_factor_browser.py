@@ -5,9 +5,6 @@ that then uploads and verifies."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from django_otp_webauthn.models import WebAuthnCredential
 from playwright.sync_api import expect
 
@@ -16,9 +13,10 @@ from releases.services.deployments import deployment_request
 from releases.services.releases import release_create
 from tests.conftest import wait_built, wait_final
 from tests.support.console import person_with_role
-from tests.test_console_browser import CHROMIUM, SCREENSHOTS, browser, page, sign_in  # noqa: F401  (fixtures)
+from tests.support.tools import needs
+from tests.test_console_browser import SCREENSHOTS, browser, page, sign_in  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = needs("chromium")
 
 
 def virtual_authenticator(page) -> tuple[object, str]:  # noqa: F811
@@ -89,7 +87,7 @@ def test_an_approver_enrols_a_passkey_and_approves_a_push_with_it(
     page.goto(f"{base}/approvals/")
     page.get_by_role("link", name=f"{project.name} 1.0.0").click()
     expect(page.get_by_role("button", name="Approve these files")).to_have_count(0)
-    page.get_by_role("link", name="Verify your one-time password").click()
+    page.get_by_role("link", name="Verify your second factor").click()
     page.get_by_role("button", name="Verify with a passkey").click()
     page.get_by_label("Comment").fill("Verified with a passkey.")
     page.screenshot(path=str(SCREENSHOTS / "approval-passkey.png"), full_page=True)

@@ -194,7 +194,7 @@ def test_an_approval_with_a_13_hour_old_verification_asks_again(pending, people)
     session.save()
 
     page = client.get(reverse("releases:approval", args=[pending.pk])).content.decode()
-    assert "Verify your one-time password" in page
+    assert "Verify your second factor" in page
     assert 'name="decision"' not in page
     refused = client.post(reverse("releases:approval_decide", args=[pending.pk]), decide_data(pending))
     assert refused.status_code == 403

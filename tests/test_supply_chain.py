@@ -93,10 +93,10 @@ def test_verify_makes_an_sbom_of_the_package_and_its_dependencies_and_diffs_it_w
     assert finding.severity == Severity.HIGH
     assert finding.fixed_versions == ["2.1"]
 
-    page = admin_client.get(f"/releases/{second.pk}/sbom/").content.decode()
+    page = admin_client.get(f"/projects/{second.project.name}/releases/{second.version}/sbom/").content.decode()
     for text in ["tiny-extra", "tiny-gone", "pkg:pypi/tiny-dep@2.0", "GHSA-aaaa-bbbb-cccc", "tiny-dep leaks", "2.1"]:
         assert text in page
-    download = admin_client.get(f"/releases/{second.pk}/sbom.json")
+    download = admin_client.get(f"/projects/{second.project.name}/releases/{second.version}/sbom.json")
     assert download["Content-Disposition"] == 'attachment; filename="sample-pkg-2.1.0.cdx.json"'
     assert json.loads(download.content) == Sbom.objects.get(release=second).document
 

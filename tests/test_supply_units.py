@@ -28,8 +28,9 @@ from releases.models import (
 from releases.services.credentials import credential_create, credential_reveal
 from releases.services.monitoring import credentials_age_check, downloads_fetch
 from releases.services.scans import vulnerabilities_recheck
-from releases.services.supply import check_record
+from releases.services.supply import check_record, sbom_record
 from releases.steps import checks
+from tests.support.console import DeploymentFactory, ReleaseFactory
 from tests.support.sample import SampleRepo, build_wheel
 
 pytestmark = pytest.mark.django_db
@@ -96,15 +97,16 @@ def test_a_valid_restructuredtext_readme_passes_the_readme_check(tmp_path):
 
 
 def _shipped_release(project, version: str, components: list[tuple[str, str]]) -> Release:
-    release = Release.objects.create(
-        project=project, version=version, ref=f"v{version}", state="finished", outcome="built"
-    )
+    release = ReleaseFactory(project=project, version=version)
     document = {
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
         "components": [{"name": n, "version": v, "purl": f"pkg:pypi/{n}@{v}"} for n, v in components],
     }
-    Sbom.objects.create(release=release, document=document, components=len(components), scanned_at=timezone.now())
+    sbom = sbom_record(release, document)
+    assert sbom is not None
+    # As a finished scan leaves it (the alerts under test come from later re-checks).
+    Sbom.objects.filter(pk=sbom.pk).update(scanned_at=timezone.now())
     return release
 
 
@@ -113,9 +115,7 @@ def test_a_shipped_version_that_gains_a_vulnerability_raises_one_alert_and_one_e
 ):
     django_user_model.objects.create_superuser("admin", "admin@example.org", "pw-for-tests-only")
     release = _shipped_release(project, "1.0.0", [("sample-pkg", "1.0.0"), ("tiny-dep", "1.0")])
-    Deployment.objects.create(
-        release=release, environment=sandbox, state=Deployment.State.FINISHED, outcome=Deployment.Outcome.SUCCEEDED
-    )
+    DeploymentFactory(release=release, environment=sandbox)
     assert vulnerabilities_recheck() == {"checked": 1, "failed": 0, "new": 0}
 
     osv_clean.add(
@@ -206,10 +206,8 @@ def test_an_unreachable_vulnerability_service_is_a_transient_error_that_says_so(
 
 
 def test_a_failed_check_is_shown_with_its_reason_on_the_summary_page(project, sandbox, admin_client):
-    release = Release.objects.create(project=project, version="1.0.0", ref="v1.0.0", state="finished", outcome="built")
-    deployment = Deployment.objects.create(
-        release=release, environment=sandbox, state=Deployment.State.FINISHED, outcome=Deployment.Outcome.FAILED
-    )
+    release = ReleaseFactory(project=project, version="1.0.0")
+    deployment = DeploymentFactory(release=release, environment=sandbox, outcome=Deployment.Outcome.FAILED)
     check_record(deployment, checks.README_RENDERS, passed=False, detail="line 4: Unknown | directive", seconds=0.01)
 
     page = admin_client.get(f"/deployments/{deployment.pk}/summary/").content.decode()
@@ -221,10 +219,10 @@ def test_a_failed_check_is_shown_with_its_reason_on_the_summary_page(project, sa
 
 
 def test_supply_pages_need_a_signed_in_user_and_answer_404_for_unknown_rows(client, admin_client):
-    assert client.get("/releases/1/sbom/").status_code == 302
+    assert client.get("/projects/nothing/releases/1.0/sbom/").status_code == 302
     assert client.get("/deployments/1/summary.md").status_code == 302
-    assert admin_client.get("/releases/999999/sbom/").status_code == 404
-    assert admin_client.get("/releases/999999/sbom.json").status_code == 404
+    assert admin_client.get("/projects/nothing/releases/1.0/sbom/").status_code == 404
+    assert admin_client.get("/projects/nothing/releases/1.0/sbom.json").status_code == 404
     assert admin_client.get("/deployments/999999/summary/").status_code == 404
 
 

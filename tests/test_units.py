@@ -65,12 +65,13 @@ def test_refs_that_a_shell_or_git_could_misread_are_refused(ref):
 
 @pytest.mark.django_db
 def test_audit_events_form_a_verifiable_chain():
-    from releases.models import AuditEvent, Project
+    from releases.models import AuditAction, AuditEvent
     from releases.services.audit import audit_record, audit_verify_chain
+    from tests.support.console import ProjectFactory
 
-    project = Project.objects.create(name="x", source="/tmp/x")
+    project = ProjectFactory(name="x", source="/tmp/x")
     for n in range(3):
-        audit_record(actor=None, action="test.event", target=project, data={"n": n})
+        audit_record(actor=None, action=AuditAction.PROJECT_CHANGED, target=project, data={"n": n})
     events = list(AuditEvent.objects.order_by("id"))
     assert [e.previous_hash for e in events[1:]] == [e.hash for e in events[:-1]]
     assert audit_verify_chain() is None

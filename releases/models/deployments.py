@@ -206,7 +206,12 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_decision_display()} by {self.approver} on {self.deployment}"
+        return f"{self.decided_as} by {self.approver} on {self.deployment}"
+
+    @property
+    def decided_as(self) -> str:
+        """The decision as pages say it: "Approved" or "Rejected" (by someone)."""
+        return "Approved" if self.decision == self.Decision.APPROVE else "Rejected"
 
 
 class DeploymentFile(models.Model):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from packaging.metadata import Metadata
 from packaging.requirements import Requirement
@@ -28,6 +28,16 @@ def deployments_awaiting(user: User) -> QuerySet[Deployment]:
         .exclude(approvals__approver=user)
         .select_related("release__project", "environment", "requested_by")
         .order_by("expires_at", "id")
+    )
+
+
+def deployments_requested_by(user: User) -> QuerySet[Deployment]:
+    """``user``'s own requests that still wait for approval, oldest first."""
+    return (
+        Deployment.objects.filter(state=Deployment.State.PENDING_APPROVAL, requested_by=user)
+        .select_related("release__project", "environment")
+        .annotate(approvals_given_count=Count("approvals", filter=Q(approvals__decision=Approval.Decision.APPROVE)))
+        .order_by("created_at", "id")
     )
 
 

@@ -24,6 +24,10 @@ def environment_by_name(name: str) -> Environment:
     return environment
 
 
+def environment_named(name: str) -> Environment | None:
+    return Environment.objects.filter(name=name).first()
+
+
 def release_by_version(project_name: str, version: str) -> Release:
     project = project_by_name(project_name)
     release = Release.objects.filter(project=project, version=version).first()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q
 from packaging.utils import canonicalize_name
 
-from releases.models import AuditEvent, Deployment, Environment, Job, JobLogLine, Project, Release
+from releases.models import AuditEvent, Deployment, Environment, Job, JobLogLine, Project, Release, Sbom
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,13 @@ def release_jobs(release: Release) -> list[Job]:
 
 
 def release_timeline(release: Release, limit: int = 200) -> list[AuditEvent]:
-    return list(release.audit_events.order_by("-id")[:limit])
+    """The release's audit events, newest first; its jobs' own moves are on
+    the audit page, not here (each job is on the page already)."""
+    return list(release.audit_events.exclude(action__startswith="job.").order_by("-id")[:limit])
+
+
+def release_has_sbom(release: Release) -> bool:
+    return Sbom.objects.filter(release=release).exists()
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,25 @@ values before and after.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from releases.actors import Actor
+from releases.errors import StepFailed, TransientError
 from releases.models import AuditAction, Credential, Environment, Project
 from releases.models.projects import is_pypi_address
 from releases.services.audit import audit_record
 from releases.services.credentials import credential_create
+from releases.services.workflow import github_refs
+from releases.steps.git_tags import remote_tags
+from releases.validators import version_from_tag
 
 
 def project_create(*, name: str, source: str, actor: Actor, **fields: Any) -> Project:
@@ -42,6 +50,44 @@ def project_create(*, name: str, source: str, actor: Actor, **fields: Any) -> Pr
 def project_update(project: Project, *, actor: Actor, **changes: Any) -> Project:
     """Change a project's fields; the audit event keeps before and after."""
     return _update(project, changes, actor=actor, action=AuditAction.PROJECT_CHANGED)
+
+
+@dataclass(frozen=True)
+class TagCandidate:
+    """A tag of the project's repository that names a version not released yet."""
+
+    tag: str
+    version: str
+
+
+def project_unreleased_tags(project: Project, *, limit: int = 20) -> tuple[list[TagCandidate], str]:
+    """Tags matching the project's pattern whose version has no release yet,
+    newest version first, and why none could be listed ("" when they could).
+
+    Asked of GitHub for a project that has its repository there, else of the
+    git source itself; kept for a minute, as a page is viewed again and again.
+    """
+    key = f"project-tags:{project.pk}:{project.source}:{project.github_repository}"
+    tags = cache.get(key)
+    if not isinstance(tags, list):
+        try:
+            tags = github_refs(project) if project.github_repository else remote_tags(project.source)
+        except (StepFailed, TransientError) as exc:
+            return [], str(exc)
+        cache.set(key, tags, 60)
+    released = set(project.releases.values_list("version", flat=True))
+    found: dict[str, TagCandidate] = {}
+    for tag in tags:
+        if not fnmatchcase(tag, project.tag_pattern):
+            continue
+        try:
+            version = version_from_tag(tag)
+        except ValidationError:
+            continue
+        if version not in released and version not in found:
+            found[version] = TagCandidate(tag, version)
+    ordered = sorted(found.values(), key=lambda c: Version(c.version), reverse=True)
+    return ordered[:limit], ""
 
 
 def project_set_github(

@@ -41,6 +41,25 @@ def release_create(*, project: Project, version: str, ref: str, actor: Actor) ->
     return release
 
 
+def release_at_ref(*, project: Project, version: str, ref: str, actor: Actor) -> tuple[Release, bool]:
+    """Version ``version`` of ``project`` from ``ref``, created (its build queued) if it does not exist.
+
+    Returns the release and whether it was made now. An existing release
+    must come from that very ref: a version is built once.
+    """
+    version = clean_version(version)
+    ref = clean_ref(ref)
+    release = Release.objects.filter(project=project, version=version).first()
+    if release is None:
+        return release_create(project=project, version=version, ref=ref, actor=actor), True
+    if release.ref != ref:
+        raise ValidationError(
+            f"{project.name} {version} exists already, from {release.ref!r}, not {ref!r}; "
+            "a version is built once. Choose a new version for the new ref."
+        )
+    return release, False
+
+
 def release_start_build(release: Release) -> None:
     """The build job has started (a second attempt finds it building already)."""
     transition(release, Release.State.BUILDING, expect=[Release.State.QUEUED])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -22,7 +21,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from releases.models import Deployment, Job, Project, Release, WebhookDelivery
 from releases.selectors.lookups import environment_first_automatic
@@ -30,9 +28,9 @@ from releases.services.credentials import CredentialError, credential_reveal
 from releases.services.deployments import deployment_request
 from releases.services.jobs import job_create
 from releases.services.lifecycle import transition
-from releases.services.releases import release_create
+from releases.services.releases import release_at_ref
 from releases.services.workflow_runs import workflow_run_from_webhook
-from releases.validators import clean_ref, clean_version
+from releases.validators import clean_ref, clean_version, version_from_tag
 
 State = WebhookDelivery.State
 Outcome = WebhookDelivery.Outcome
@@ -81,19 +79,9 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def tag_version(tag: str, pattern: str = "") -> str:
-    """The normalized PEP 440 version a tag names (``v1.2.0`` → ``1.2.0``).
-
-    The literal start of the project's tag pattern comes off first, so that
-    projects sharing a repository each read their own tags (``core-v*``:
-    ``core-v1.2.0`` → ``1.2.0``)."""
-    prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
-    raw = tag[len(prefix) :] if prefix and tag.startswith(prefix) else tag
-    raw = raw[1:] if raw[:1] in ("v", "V") else raw
-    try:
-        return clean_version(str(Version(raw)))
-    except InvalidVersion:
-        raise ValidationError(f"The tag {tag!r} does not name a PEP 440 version (for example v1.2.0).") from None
+def tag_version(tag: str) -> str:
+    """The normalized PEP 440 version a tag names (``v1.2.0`` → ``1.2.0``)."""
+    return clean_version(version_from_tag(tag))
 
 
 def webhook_receive(request: Request) -> WebhookDelivery:
@@ -211,7 +199,7 @@ def _decide(project: Project, event: str, action: str, payload: dict[str, Any]) 
         )
     try:
         clean_ref(tag)
-        tag_version(tag, project.tag_pattern)
+        tag_version(tag)
     except ValidationError as exc:
         return 422, Outcome.REFUSED, " ".join(exc.messages)
     return 202, QUEUE, ""
@@ -246,12 +234,7 @@ def webhook_fail(delivery: WebhookDelivery, reason: str) -> None:
 def release_publish_from_tag(project: Project, tag: str) -> Release:
     """Create the release at ``tag`` (built by its job) and ask for it on the
     first environment; the build's success starts the deployment."""
-    version = tag_version(tag, project.tag_pattern)
-    release = Release.objects.filter(project=project, version=version).first()
-    if release is None:
-        release = release_create(project=project, version=version, ref=tag, actor=None)
-    elif release.ref != tag:
-        raise ValidationError(f"{project.name} {version} exists already, from {release.ref!r}, not {tag!r}.")
+    release, _ = release_at_ref(project=project, version=tag_version(tag), ref=tag, actor=None)
     environment = environment_first_automatic()
     if environment is None:
         raise ValidationError("There is no environment to publish to first (test-pypi, or one without approvals).")

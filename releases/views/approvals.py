@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from releases.models import Approval, Deployment
-from releases.selectors.approvals import approval_review, deployments_awaiting
+from releases.selectors.approvals import approval_review, deployments_awaiting, deployments_requested_by
 from releases.services.approvals import (
     SECOND_FACTOR,
     ApprovalRefused,
@@ -50,11 +50,22 @@ def awaiting(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "releases/approvals/awaiting.html",
-        {"deployments": list(deployments_awaiting(user)), "can_approve": can_approve(user)},
+        {
+            "deployments": list(deployments_awaiting(user)),
+            "requested": list(deployments_requested_by(user)),
+            "can_approve": can_approve(user),
+        },
     )
 
 
-def _approval_page(request: HttpRequest, deployment: Deployment, *, error: str = "", status: int = 200) -> HttpResponse:
+def _approval_page(
+    request: HttpRequest,
+    deployment: Deployment,
+    *,
+    error: str = "",
+    status: int = 200,
+    template: str = "releases/approvals/approval.html",
+) -> HttpResponse:
     user = _user(request)
     review = approval_review(deployment)
     verified = _verified(request)
@@ -62,7 +73,7 @@ def _approval_page(request: HttpRequest, deployment: Deployment, *, error: str =
     is_requester = deployment.requested_by_id == user.pk
     return render(
         request,
-        "releases/approvals/approval.html",
+        template,
         {
             "deployment": deployment,
             "review": review,
@@ -90,6 +101,20 @@ def _approval_page(request: HttpRequest, deployment: Deployment, *, error: str =
 @require_GET
 def approval(request: HttpRequest, deployment_id: int) -> HttpResponse:
     return _approval_page(request, _deployment(deployment_id))
+
+
+@login_required
+@require_GET
+def approval_live(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    """The part of the approval page that follows the push (htmx polls it
+    while the deployment moves). Once it has moved past what the page showed,
+    the whole page is loaded again: its decision form may no longer apply."""
+    deployment = _deployment(deployment_id)
+    if request.GET.get("since", deployment.label_key) != deployment.label_key:
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    return _approval_page(request, deployment, template="releases/approvals/partials/approval_live.html")
 
 
 @login_required

@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from releases.selectors.audit import audit_recent
 from releases.selectors.dashboard import deployment_board, deployments_waiting_for_approval
+from releases.selectors.lookups import environment_named
 from releases.views.access import viewer_required
 
 
@@ -21,5 +22,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "rows": board.rows(),
             "waiting": deployments_waiting_for_approval(),
             "activity": audit_recent(),
+            "can_add_project": request.user.has_perm("releases.add_project"),
+            "sandbox": environment_named("sandbox"),
         },
     )

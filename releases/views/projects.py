@@ -11,6 +11,7 @@ from packaging.utils import canonicalize_name
 
 from releases.models import Environment, Project
 from releases.selectors.release_pages import project_release_rows
+from releases.services.projects import project_unreleased_tags
 from releases.services.releases import release_create
 from releases.views.access import require_permission, viewer_required
 from releases.views.forms import ReleaseForm
@@ -30,6 +31,8 @@ def _render_project(request: HttpRequest, project: Project, form: ReleaseForm, s
     page = Paginator(project.releases.select_related("created_by").order_by("-created_at", "-id"), RELEASES_PER_PAGE)
     releases_page = page.get_page(request.GET.get("page"))
     rows = project_release_rows(project, list(releases_page.object_list), environments)
+    can_create = request.user.has_perm("releases.add_release")
+    candidates, tags_problem = project_unreleased_tags(project) if can_create else ([], "")
     return render(
         request,
         "releases/project.html",
@@ -39,7 +42,10 @@ def _render_project(request: HttpRequest, project: Project, form: ReleaseForm, s
             "rows": rows,
             "page": releases_page,
             "form": form,
-            "can_create": request.user.has_perm("releases.add_release"),
+            "can_create": can_create,
+            "can_edit": request.user.has_perm("releases.change_project"),
+            "candidates": candidates,
+            "tags_problem": tags_problem,
         },
         status=status,
     )

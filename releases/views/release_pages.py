@@ -23,6 +23,7 @@ from releases.selectors.release_pages import (
     job_log_page,
     release_deployments,
     release_for_page,
+    release_has_sbom,
     release_jobs,
     release_timeline,
 )
@@ -86,6 +87,7 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
             else job.duration_seconds
         )
     active = bool(running) or release.is_building or any(d.state in Deployment.RUNNING_STATES for d in deployments)
+    waiting = any(d.awaits_approval for d in deployments)
     return {
         "release": release,
         "project": release.project,
@@ -99,6 +101,12 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
         "summaries": [d for d in deployments if d.succeeded and d.summary],
         "deployments": deployments,
         "active": active,
+        # Followed closely while something runs, now and then while a push
+        # waits for someone's approval, not at all once everything has ended.
+        "poll_every": "2s" if active else "10s" if waiting else "",
+        # Live too: the timeline and the supply chain change as the jobs run.
+        "timeline": release_timeline(release),
+        "has_sbom": release_has_sbom(release),
     }
 
 
@@ -122,9 +130,7 @@ def _release(name: str, version: str) -> Release:
 @viewer_required
 def release_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
     release = _release(name, version)
-    context = _live_context(request, release)
-    context["timeline"] = release_timeline(release)
-    return render(request, "releases/release.html", context)
+    return render(request, "releases/release.html", _live_context(request, release))
 
 
 @viewer_required
@@ -136,7 +142,7 @@ def release_live(request: HttpRequest, name: str, version: str) -> HttpResponse:
 
 @require_POST
 @viewer_required
-def release_deploy(request: HttpRequest, name: str, version: str, environment: str) -> HttpResponseRedirect:
+def release_publish(request: HttpRequest, name: str, version: str, environment: str) -> HttpResponseRedirect:
     """Publish (or ask to publish) a release to one environment.
 
     A second click, or a second person at the same moment, gets the

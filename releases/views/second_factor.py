@@ -117,6 +117,8 @@ def _context(request: HttpRequest) -> dict[str, object]:
         "verified_until": verified_at + timedelta(hours=settings.SECOND_FACTOR_MAX_AGE_HOURS) if verified_at else None,
         "max_age_hours": settings.SECOND_FACTOR_MAX_AGE_HOURS,
         "here": request.get_full_path(),
+        # The page that sent the person here, to go back to once done.
+        "next": _next_url(request, default=reverse("releases:second_factor")),
     }
 
 
@@ -152,11 +154,12 @@ def second_factor_confirm_view(request: HttpRequest) -> HttpResponse:
         return _enrol_page(request, error=str(exc), status=400, re_enrol=True)
     # The person has just shown a code from this device.
     second_factor_login(request, device)
+    back = _next_url(request, default=reverse("releases:second_factor"))
     if not codes:
         messages.success(request, "Your new authenticator app is set up; your recovery codes are unchanged.")
-        return redirect("releases:second_factor")
-    # Shown once, on this response only.
-    return render(request, "releases/approvals/recovery_codes.html", {"codes": codes})
+        return redirect(back)
+    # Shown once, on this response only; Continue goes back to the page that asked.
+    return render(request, "releases/approvals/recovery_codes.html", {"codes": codes, "next": back})
 
 
 @login_required
@@ -179,7 +182,8 @@ def recovery_codes_new(request: HttpRequest) -> HttpResponse:
         codes = recovery_codes_replace(_user(request), **_proof(request))
     except SecondFactorChangeRefused as exc:
         return _enrol_page(request, error=str(exc), status=403)
-    return render(request, "releases/approvals/recovery_codes.html", {"codes": codes})
+    back = _next_url(request, default=reverse("releases:second_factor"))
+    return render(request, "releases/approvals/recovery_codes.html", {"codes": codes, "next": back})
 
 
 @login_required

@@ -4,20 +4,28 @@ download) and a deployment's summary (page and Markdown export)."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from releases.models import Deployment, Release, Sbom
+from releases.selectors.release_pages import release_for_page
 from releases.selectors.summaries import deployment_summary
 from releases.selectors.supply import release_findings, sbom_components, sbom_diff
 
 
+def _release(name: str, version: str) -> Release:
+    release = release_for_page(name, version)
+    if release is None:
+        raise Http404(f"There is no release {version!r} of {name!r}.")
+    return release
+
+
 @login_required
 @require_GET
-def release_sbom(request: HttpRequest, release_id: int) -> HttpResponse:
-    release = get_object_or_404(Release.objects.select_related("project"), pk=release_id)
+def release_sbom(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    release = _release(name, version)
     sbom = Sbom.objects.filter(release=release).first()
     return render(
         request,
@@ -34,8 +42,8 @@ def release_sbom(request: HttpRequest, release_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def release_sbom_json(request: HttpRequest, release_id: int) -> HttpResponse:
-    sbom = get_object_or_404(Sbom.objects.select_related("release__project"), release_id=release_id)
+def release_sbom_json(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    sbom = get_object_or_404(Sbom.objects.select_related("release__project"), release=_release(name, version))
     response = JsonResponse(sbom.document, json_dumps_params={"indent": 2})
     filename = f"{sbom.release.project.name}-{sbom.release.version}.cdx.json"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -6,41 +6,59 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 from releases.management.commands._base import ConsoleCommand, invalid, log_tail, wait_until
-from releases.models import Deployment, Environment, Release
-from releases.selectors.lookups import environment_by_name, release_by_version
+from releases.models import Deployment, Job, Release
+from releases.selectors.lookups import environment_by_name, project_by_name, release_by_version
 from releases.services.deployments import deployment_request
+from releases.services.publishing import release_publish
 
 
 class Command(ConsoleCommand):
-    help = "Publish a release to an environment (upload, then verify)."
+    help = "Publish a release to an environment (upload, then verify); with --ref, create and build it first."
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("project")
-        parser.add_argument("version")
+        parser.add_argument("version", help="Normalized PEP 440 version, e.g. 1.4.0")
         parser.add_argument("--to", required=True, dest="environment", help="The environment's name.")
+        parser.add_argument(
+            "--ref",
+            help="A tag, branch or commit: create the release from it and build it, unless it exists "
+            "(then it must come from this ref).",
+        )
         parser.add_argument("--wait", action="store_true", help="Wait for the end; exit 0 only on success.")
 
-    def refused(self, release: Release, environment: Environment, exc: ValidationError) -> CommandError:
+    def refused(self, exc: ValidationError, options: dict[str, Any]) -> CommandError:
         """Each reason on a line of its own (PyPI's rules may find several), nothing sent."""
         if len(exc.messages) == 1:
             return invalid(exc)
         for message in exc.messages:
             self.stderr.write(f"  - {message}")
         return CommandError(
-            f"{release} cannot go to {environment.name} ({len(exc.messages)} reasons above); nothing was sent."
+            f"{options['project']} {options['version']} cannot go to {options['environment']} "
+            f"({len(exc.messages)} reasons above); nothing was sent."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            release = release_by_version(options["project"], options["version"])
-            environment = environment_by_name(options["environment"])
+            if options["ref"] is None:
+                release = release_by_version(options["project"], options["version"])
+                environment = environment_by_name(options["environment"])
+                deployment = deployment_request(release=release, environment=environment, actor=None)
+            else:
+                project = project_by_name(options["project"])
+                environment = environment_by_name(options["environment"])
+                publication = release_publish(
+                    project=project,
+                    version=options["version"],
+                    ref=options["ref"],
+                    environment=environment,
+                    actor=None,
+                )
+                release, deployment = publication.release, publication.deployment
+                if publication.release_created:
+                    self.stdout.write(f"release {release} created from {release.ref}; build queued")
         except ValidationError as exc:
-            raise invalid(exc) from None
-        try:
-            deployment = deployment_request(release=release, environment=environment, actor=None)
-        except ValidationError as exc:
-            raise self.refused(release, environment, exc) from None
+            raise self.refused(exc, options) from None
         self.stdout.write(f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.label.lower()}")
         if not options["wait"]:
             return
@@ -52,10 +70,15 @@ class Command(ConsoleCommand):
             return None if current.is_active else current
 
         current = wait_until(finished, timeout=options["wait_timeout"])
+        built = Release.objects.get(pk=release.pk)
+        if options["ref"] is not None and built.is_built:
+            self.stdout.write(f"built {built} at {built.commit[:12]}")
         for record in current.files.select_related("artifact"):
             self.stdout.write(f"  {record.artifact.filename}  sha256:{record.artifact.sha256}  {record.label}")
         if not current.succeeded:
-            for line in log_tail(current.jobs.order_by("created_at").last()):
+            # A deployment whose build failed has no job of its own: the build's log says why.
+            job = current.jobs.order_by("created_at").last() or built.jobs.filter(kind=Job.Kind.BUILD).last()
+            for line in log_tail(job):
                 self.stderr.write(f"  | {line}")
             raise CommandError(f"deployment #{current.pk} {current.outcome}: {current.reason}")
         self.stdout.write(f"deployment #{current.pk} succeeded: {release} is on {environment.name} and verified")

@@ -5,7 +5,9 @@
 3. Start the sandbox index (devpi-server on loopback) and seed the
    environments: ``sandbox`` (that index), ``test-pypi`` and ``pypi``
    (the real services, without tokens).
-4. Start the web server, a worker and beat; Ctrl-C stops them all.
+4. Start the web server, a worker and beat, and wait. Ctrl-C or TERM
+   stops every process started (releases/management/commands/_supervisor.py);
+   so does any of them stopping, with a message that names it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from releases.management.commands._supervisor import STOP_GRACE, Child, Supervisor
 from releases.models import Environment
 from releases.services.projects import environment_create
 
@@ -42,58 +45,37 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("run_embedded is for CONSOLE_MODE=embedded; production runs web, worker and beat apart.")
         # Ctrl-C, or a TERM from a process manager, stops every child.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
         call_command("migrate", verbosity=0)
         self.create_admin()
-        children: list[subprocess.Popen[bytes]] = []
+        children = Supervisor()
+        stopped: Child | None = None
         try:
-            index = start_sandbox_index(settings.VAR_DIR / "sandbox-index", options["index_port"])
-            children.append(index.process)
+            index = start_sandbox_index(children, settings.VAR_DIR / "sandbox-index", options["index_port"])
             self.seed_environments(index)
             env = dict(os.environ)
             # Passkeys answer only the origin they were made on; browsers allow http for localhost alone.
             env.setdefault("WEBAUTHN_ORIGINS", f"http://localhost:{options['port']}")
             here = settings.BASE_DIR
-            manage = [sys.executable, "-m", "celery", "-A", "console"]
-            children.append(
-                subprocess.Popen([*manage, "worker", "--loglevel", "INFO", "--concurrency", "2"], env=env, cwd=here)
-            )
-            children.append(
-                subprocess.Popen(
-                    [*manage, "beat", "--loglevel", "INFO", "--schedule", str(settings.VAR_DIR / "beat-schedule")],
-                    env=env,
-                    cwd=here,
-                )
-            )
-            children.append(
-                subprocess.Popen(
-                    [
-                        str(BIN / "gunicorn"),
-                        "console.wsgi",
-                        "--bind",
-                        f"127.0.0.1:{options['port']}",
-                        "--workers",
-                        "2",
-                        "--threads",
-                        "4",
-                        "--access-logfile",
-                        "-",
-                    ],
-                    env=env,
-                    cwd=here,
-                )
-            )
+            children.start("the worker", worker_command(), env=env, cwd=here)
+            children.start("beat", beat_command(), env=env, cwd=here)
+            children.start("the web server", web_command(options["port"]), env=env, cwd=here)
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Release console on http://localhost:{options['port']}/ (passkeys need this name)  (Ctrl-C stops)"
                 )
             )
-            wait_for_any(children)
+            stopped = children.wait_for_any()
+            self.stderr.write(f"{stopped.name} stopped (exit {stopped.process.returncode}); stopping the rest.")
         except KeyboardInterrupt:
-            pass
+            self.stdout.write("Stopping the web server, the worker, beat and the sandbox index.")
         finally:
-            stop_all(children)
+            killed = children.stop()
+            if killed:
+                self.stderr.write(f"Killed after {STOP_GRACE:.0f} s: {', '.join(killed)}.")
+        if stopped is not None:
+            raise CommandError(f"The console stopped because {stopped.name} did; its output is above.")
 
     def create_admin(self) -> None:
         if User.objects.filter(is_superuser=True).exists():
@@ -135,6 +117,35 @@ class Command(BaseCommand):
             )
 
 
+def worker_command() -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO", "--concurrency", "2"]
+
+
+def beat_command() -> list[str]:
+    schedule = str(settings.VAR_DIR / "beat-schedule")
+    return [sys.executable, "-m", "celery", "-A", "console", "beat", "--loglevel", "INFO", "--schedule", schedule]
+
+
+def web_command(port: int) -> list[str]:
+    return [
+        str(BIN / "gunicorn"),
+        "console.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        # Within the supervisor's grace: requests in flight end, then the workers go.
+        "--graceful-timeout",
+        "4",
+        # gunicorn's default control socket is one path in $HOME for every instance.
+        "--no-control-socket",
+        "--access-logfile",
+        "-",
+    ]
+
+
 class SandboxIndex:
     def __init__(self, process: subprocess.Popen[bytes], url: str, user: str, password: str) -> None:
         self.process = process
@@ -144,7 +155,7 @@ class SandboxIndex:
         self.simple_url = f"{url}/{user}/dev/+simple/"
 
 
-def start_sandbox_index(root: Path, port: int) -> SandboxIndex:
+def start_sandbox_index(children: Supervisor, root: Path, port: int) -> SandboxIndex:
     """devpi-server on loopback, with one user and one index made the first time."""
     serverdir = root / "server"
     secret_file = root / "sandbox-password"
@@ -163,7 +174,8 @@ def start_sandbox_index(root: Path, port: int) -> SandboxIndex:
     password = secret_file.read_text().strip()
     url = f"http://127.0.0.1:{port}"
     log = (root / "devpi.log").open("ab")
-    process = subprocess.Popen(
+    process = children.start(
+        "the sandbox index",
         [
             str(BIN / "devpi-server"),
             "--serverdir",
@@ -185,10 +197,9 @@ def start_sandbox_index(root: Path, port: int) -> SandboxIndex:
         try:
             if requests.get(f"{url}/+api", timeout=1).ok:
                 break
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy starting to answer
         if time.monotonic() > deadline:
-            process.kill()
             raise CommandError("The sandbox index did not answer within 60 s.")
         time.sleep(0.2)
     if first_time:
@@ -201,22 +212,3 @@ def start_sandbox_index(root: Path, port: int) -> SandboxIndex:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def wait_for_any(children: list[subprocess.Popen[bytes]]) -> None:
-    while all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    stopped = next(child for child in children if child.poll() is not None)
-    raise CommandError(f"{stopped.args!r} stopped (exit {stopped.returncode}); stopping the rest.")
-
-
-def stop_all(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            child.kill()
