@@ -12,12 +12,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.core.management import call_command
+from django.urls import reverse
 
 from releases.models import Job, Project, Release
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create, project_create
 from releases.services.releases import release_create
 from releases.services.webhooks import release_publish_from_tag, tag_version
+from tests.support.people import make_user
 from tests.support.sample import SampleRepo, git
 
 
@@ -158,5 +160,28 @@ def test_project_add_takes_the_subdirectory_and_the_tag_pattern(db, monorepo):
     )  # fmt: skip
 
     assert out.getvalue() == f"project acme-core added (source {core_repo.path}, in packages/core)\n"
+    project = Project.objects.get(name="acme-core")
+    assert (project.subdirectory, project.tag_pattern, project.repair_wheels) == ("packages/core", "core-v*", True)
+
+
+def project_form(**values: str) -> dict[str, str]:
+    form = {
+        "name": "acme-core", "source": "https://example.org/acme.git", "tag_pattern": "core-v*",
+        "github_repository": "", "workflow_file": "publish.yml", "publish_mode": "twine", "wheels_workflow": "",
+        "subdirectory": "", "repair_wheels": "on",
+    }  # fmt: skip
+    form.update(values)
+    return form
+
+
+def test_the_consoles_project_form_takes_the_subdirectory_and_refuses_one_outside(db, client):
+    client.force_login(make_user("root", superuser=True))
+
+    refused = client.post(reverse("releases:project_add"), project_form(subdirectory="../other"))
+    added = client.post(reverse("releases:project_add"), project_form(subdirectory="packages/core"))
+
+    assert refused.status_code == 400
+    assert "is not a folder of the repository" in refused.content.decode()
+    assert added.status_code == 302
     project = Project.objects.get(name="acme-core")
     assert (project.subdirectory, project.tag_pattern, project.repair_wheels) == ("packages/core", "core-v*", True)
