@@ -349,6 +349,23 @@ GITHUB_CLOCK_SKEW = env_int("GITHUB_CLOCK_SKEW", 30)
 GITHUB_LOGS_MAX_BYTES = env_int("GITHUB_LOGS_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 GITHUB_REFS_CACHE_SECONDS = env_int("GITHUB_REFS_CACHE_SECONDS", 60)
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1)
+# Wheels collected from CI (a project's wheels workflow): how long a build
+# waits for that workflow's run on the release's commit to succeed, and the
+# largest artifact archive it downloads.
+CI_WHEELS_WAIT_SECONDS = env_int("CI_WHEELS_WAIT_SECONDS", 3600, minimum=0)
+CI_ARTIFACT_MAX_BYTES = env_int("CI_ARTIFACT_MAX_BYTES", 2 * 1024 * 1024 * 1024, minimum=1)
+# Trusted Publishing of the approved files: the project's workflow downloads
+# them from a signed link, good for this many seconds after the dispatch and
+# for one download of each file.
+PUBLISH_LINK_MAX_AGE = env_int("PUBLISH_LINK_MAX_AGE", 3600, minimum=60)
+
+# PyPI's upload rules (an environment's pypi_rules): what the index says is
+# asked again at most every INDEX_RULES_CACHE_SECONDS for the pages (the
+# upload itself always asks afresh). Provenance (PEP 740) is verified with
+# the Sigstore trust root that sigstore-python ships, without asking
+# Sigstore's TUF repository for a newer one unless SIGSTORE_OFFLINE is false.
+INDEX_RULES_CACHE_SECONDS = env_int("INDEX_RULES_CACHE_SECONDS", 60)
+SIGSTORE_OFFLINE = env_bool("SIGSTORE_OFFLINE", default=True)
 
 # Celery. The database is the source of truth; messages carry only ids.
 REDIS_URL = env_str("REDIS_URL")

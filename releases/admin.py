@@ -139,6 +139,8 @@ class EnvironmentAdmin(ServiceAdmin):
             name: value
             for name, value in form.cleaned_data.items()
             if name not in ("name", "title", "upload_url", "index_url", "requires_success_in")
+            # Left as it was: PyPI's rules then follow the address (on for pypi.org, test.pypi.org).
+            and not (name == "pypi_rules" and name not in form.changed_data)
         }
         earlier = form.cleaned_data.get("requires_success_in")
         return environment_create(

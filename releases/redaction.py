@@ -26,6 +26,8 @@ TOKEN_PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
     (("pypi-",), re.compile(r"pypi-[A-Za-z0-9_\-]{16,}")),
     (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}")),
     (("github_pat_",), re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}")),
+    # The signed link that hands the approved files to a publishing workflow.
+    (("/publish-files/",), re.compile(r"(?<=/publish-files/)[^/\s]+")),
     # user:password@ in URLs.
     (("://",), re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
 ]

@@ -6,6 +6,7 @@ from releases.views import (
     approvals,
     audit,
     dashboard,
+    handouts,
     history,
     project_forms,
     projects,
@@ -36,6 +37,9 @@ urlpatterns: list[URLPattern] = [
     path("jobs/<int:job_id>/log/", release_pages.job_log, name="job_log"),
     path("artifacts/<int:artifact_id>/<str:filename>", release_pages.artifact_download, name="artifact_download"),
     path("projects/<str:name>/refs/", refs.project_refs, name="project_refs"),
+    # Trusted Publishing: the approved files, to the project's workflow (a signed, single-use link).
+    path("publish-files/<str:token>/", handouts.handout_files, name="handout_files"),
+    path("publish-files/<str:token>/<str:filename>", handouts.handout_file, name="handout_file"),
     path("webhooks/github/<str:project_name>/", webhooks.github_webhook, name="github_webhook"),
     path("approvals/", approvals.awaiting, name="approvals"),
     path("deployments/<int:deployment_id>/approval/", approvals.approval, name="approval"),

@@ -98,6 +98,23 @@ def clean_url_template(raw: str) -> str:
     return raw
 
 
+def clean_subdirectory(raw: str) -> str:
+    """A folder inside the repository, written relative to its root (``packages/core``)."""
+    parts = raw.split("/")
+    if (
+        not raw
+        or raw.startswith(("/", "-"))
+        or "\\" in raw
+        or any(part in ("", ".", "..") for part in parts)
+        or not all(re.fullmatch(r"[A-Za-z0-9._+-]+", part) for part in parts)
+    ):
+        raise ValidationError(
+            f"{raw!r} is not a folder of the repository: write it relative to the repository's root, "
+            "for example packages/core (letters, digits and . _ + -, no '..')."
+        )
+    return raw
+
+
 def field_errors(checks: dict[str, Callable[[], object]]) -> None:
     """Run each field's check; raise one ValidationError naming every field that failed."""
     errors: dict[str, list[str]] = {}

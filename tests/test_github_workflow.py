@@ -104,9 +104,15 @@ def test_workflow_publish_dispatches_tracks_stores_logs_and_verifies(
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
     assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
-    # Dispatched once, on the release's tag, with the environment's input and the project's own.
-    assert github.dispatches == [
-        {"ref": "v1.0.0", "inputs": {"environment": "test-pypi", "python": "3.12"}, "return_run_details": True}
+    # Dispatched once, on the release's tag, with the environment's input and the project's own,
+    # the approved files' digests and the link to download exactly those.
+    (dispatch,) = github.dispatches
+    inputs = dispatch["inputs"]
+    assert (dispatch["ref"], dispatch["return_run_details"]) == ("v1.0.0", True)
+    assert sorted(inputs) == ["environment", "files", "files_url", "python"]
+    assert (inputs["environment"], inputs["python"]) == ("test-pypi", "3.12")
+    assert inputs["files"].splitlines() == [
+        f"{a.sha256}  {a.filename}" for a in release.artifacts.order_by("kind", "filename")
     ]
     run = WorkflowRun.objects.get(deployment=deployment)
     assert run.run_id == github.runs[0].id
@@ -356,11 +362,12 @@ def test_a_used_up_rate_limit_fails_saying_when_it_resets(workflow_project, gith
     assert github.dispatches == []
 
 
-def test_files_built_by_the_workflow_itself_are_verified_by_the_digests_found_on_the_index(
+def test_a_workflow_that_publishes_other_bytes_than_the_approved_ones_fails_the_verify(
     worker, workflow_project, sandbox, github, devpi, index_account, sample_repo, tmp_path
 ):
     release = wait_built(release_create(project=workflow_project, version="1.0.0", ref="v1.0.0", actor=None))
-    # The workflow builds the tag again on its own runner: other bytes, same names.
+    # A workflow that ignores the approved files and builds the tag again on
+    # its own runner: other bytes, same names.
     sample_repo.commit_version("1.0.0", body="BUILT_BY_THE_WORKFLOW = True\n")
     out = tmp_path / "workflow-dist"
     subprocess.run(
@@ -378,15 +385,13 @@ def test_files_built_by_the_workflow_itself_are_verified_by_the_digests_found_on
 
     deployment = wait_final(deployment_request(release=release, environment=sandbox, actor=None))
 
-    assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
-    assert served(deployment) == published
-    for record in deployment.files.select_related("artifact"):
-        assert record.index_sha256 == published[record.artifact.filename] != record.artifact.sha256
-    verify = deployment.jobs.get(kind=Job.Kind.VERIFY)
-    assert any(
-        line.endswith("not the console's build (sha256 " + release.artifacts.first().sha256 + ")")
-        for line in log_of(verify)
+    assert deployment.outcome == Deployment.Outcome.FAILED
+    sdist = release.artifacts.get(kind="sdist")
+    assert deployment.reason == (
+        f"Verify failed: The index lists {sdist.filename} with sha256 {published[sdist.filename]}, but the release's "
+        f"file has {sdist.sha256}: it is not the file the console built."
     )
+    assert not deployment.files.filter(state="verified").exists()
 
 
 def test_a_workflow_run_webhook_ends_the_wait_between_two_polls(workflow_project, github, first_environment, settings):

@@ -227,3 +227,35 @@ def test_the_embedded_sqlite_database_refuses_to_change_an_audit_event(empty_dat
             database.execute(statement)
     database.close()
     assert "audit chain intact: 1 events" in manage_in(empty_database, "audit_verify").stdout
+
+
+# Run by `manage.py shell -c`: migrate to 0014, write environments for
+# PyPI, Test PyPI and a private index, migrate to the newest, print their rules.
+BEFORE_PYPI_RULES = """
+import json
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+before = [("releases", "0014_audit_actions_for_second_factors")]
+executor = MigrationExecutor(connection)
+executor.migrate(before)
+Environment = executor.loader.project_state(before).apps.get_model("releases", "Environment")
+for name, upload, index in [
+    ("pypi", "https://upload.pypi.org/legacy/", "https://pypi.org/simple/"),
+    ("test-pypi", "https://test.pypi.org/legacy/", "https://test.pypi.org/simple/"),
+    ("private", "https://devpi.example.org/acme/dev/", "https://devpi.example.org/acme/dev/+simple/"),
+]:
+    Environment.objects.create(name=name, title=name, upload_url=upload, index_url=index)
+
+executor = MigrationExecutor(connection)
+executor.migrate(executor.loader.graph.leaf_nodes())
+from releases.models import Environment
+print(json.dumps(dict(Environment.objects.values_list("name", "pypi_rules"))))
+"""
+
+
+def test_environments_on_pypi_addresses_get_pypis_rules_when_upgrading(empty_database):
+    result = manage_in(empty_database, "shell", "-c", BEFORE_PYPI_RULES)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"pypi": True, "test-pypi": True, "private": False}

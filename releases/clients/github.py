@@ -16,12 +16,14 @@ started the run anyway; the caller looks for the run instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -107,6 +109,18 @@ class JobState:
             "html_url": self.html_url,
             "steps": self.steps,
         }
+
+
+@dataclass(frozen=True)
+class RunArtifact:
+    """One artifact a workflow run uploaded (a zip GitHub keeps for a while)."""
+
+    id: int
+    name: str
+    size: int
+    expired: bool
+    download_url: str
+    sha256: str  # of the zip, when GitHub says (artifacts uploaded since 2025); else ""
 
 
 def _run_state(run: GitHubRun) -> RunState:
@@ -312,6 +326,64 @@ class GitHubClient:
                 if len(data) > self.config.logs_max_bytes:
                     raise StepFailed(f"The logs of run {run_id} exceed {self.config.logs_max_bytes} bytes.")
             return bytes(data)
+
+    def commit_runs(self, head_sha: str) -> list[RunState]:
+        """Runs of the workflow on ``head_sha``, whatever started them, newest first."""
+        workflow = self.workflow()
+        with self._calling(f"listing the runs of {self.workflow_file} on {head_sha[:12]}"):
+            # Reference: https://docs.github.com/en/rest/actions/workflow-runs#list-workflow-runs-for-a-workflow
+            found = [_run_state(run) for run in islice(workflow.get_runs(head_sha=head_sha), 100)]
+        matching = [run for run in found if run.head_sha == head_sha]
+        return sorted(matching, key=lambda run: run.id, reverse=True)
+
+    def run_artifacts(self, run_id: int) -> list[RunArtifact]:
+        repository = self.repository()
+        with self._calling(f"listing the artifacts of workflow run {run_id}"):
+            # Reference: https://docs.github.com/en/rest/actions/workflow-runs#get-a-workflow-run
+            run = repository.get_workflow_run(run_id)
+            # Reference: https://docs.github.com/en/rest/actions/artifacts#list-workflow-run-artifacts
+            return [
+                RunArtifact(
+                    id=artifact.id,
+                    name=artifact.name or "",
+                    size=artifact.size_in_bytes or 0,
+                    expired=bool(artifact.expired),
+                    download_url=artifact.archive_download_url or "",
+                    sha256=(artifact.raw_data.get("digest") or "").removeprefix("sha256:").lower(),
+                )
+                for artifact in islice(run.get_artifacts(), 100)
+            ]
+
+    def artifact_archive(self, artifact: RunArtifact, destination: Path, *, max_bytes: int) -> Path:
+        """Download ``artifact``'s zip to ``destination``, at most ``max_bytes``,
+        checked against the sha256 GitHub gives for it (when it gives one)."""
+        with self._calling(f"downloading the artifact {artifact.name!r}"):
+            # Reference: https://docs.github.com/en/rest/actions/artifacts#download-an-artifact
+            # GitHub answers 302 to a short-lived address; PyGithub follows it
+            # without the token when it points at another host.
+            try:
+                _, _, chunks = self.github.requester.getStream(artifact.download_url, chunk_size=64 * 1024)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else "an error"
+                raise StepFailed(
+                    f"GitHub answered {status} for the artifact {artifact.name!r} (artifacts are kept 90 days by "
+                    "default; run the workflow again if it expired)."
+                ) from None
+            digest = hashlib.sha256()
+            written = 0
+            with destination.open("wb") as out:
+                for chunk in chunks:
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise StepFailed(f"The artifact {artifact.name!r} exceeds {max_bytes} bytes.")
+                    digest.update(chunk)
+                    out.write(chunk)
+        if artifact.sha256 and digest.hexdigest() != artifact.sha256:
+            raise StepFailed(
+                f"The artifact {artifact.name!r} arrived with sha256 {digest.hexdigest()}, not the {artifact.sha256} "
+                "GitHub lists for it; download it again."
+            )
+        return destination
 
     def refs(self) -> list[str]:
         """Tag names, then branch names."""

@@ -11,6 +11,7 @@ from releases.models.deployments import (
     Approval,
     Deployment,
     DeploymentFile,
+    FileProvenance,
     ShippedSummary,
 )
 from releases.models.github import WebhookDelivery, WorkflowRun
@@ -37,6 +38,7 @@ __all__ = [
     "DownloadCount",
     "Environment",
     "FailureTally",
+    "FileProvenance",
     "Job",
     "JobLogLine",
     "Project",

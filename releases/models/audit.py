@@ -34,6 +34,7 @@ class AuditAction(models.TextChoices):
     FILE_ON_INDEX = "file.on_index", "File on the index"
     FILE_VERIFIED = "file.verified", "File installed and checked"
     FILE_STOPPED = "file.stopped", "File not sent"
+    FILE_HANDED_OUT = "file.handed_out", "File downloaded by the publishing workflow"
 
     JOB_RUNNING = "job.running", "Job started"
     JOB_QUEUED = "job.queued", "Job queued again"

@@ -16,12 +16,24 @@ REQUEST_PERMISSION = "releases.request_deployment"
 APPROVE_PERMISSION = "releases.approve_deployment"
 
 
+class FileProvenance(TypedDict, total=False):
+    """``DeploymentFile.provenance``: what the index's PEP 740 provenance says of a file."""
+
+    signed: bool  # attested and verified
+    repository: str  # the repository that built and published it
+    workflow: str
+    commit: str
+    detail: str  # what was found, in a sentence
+    passed: bool  # signed by the project's repository at the release's commit (or not required)
+
+
 class ShippedFile(TypedDict):
     sha256: str  # the console's build
     index_sha256: str  # what the index served when verified
     size: int
     state: str
     url: str
+    provenance: FileProvenance
 
 
 class ShippedCheck(TypedDict):
@@ -217,6 +229,12 @@ class DeploymentFile(models.Model):
     reason = models.TextField(blank=True)
     index_sha256 = models.CharField(max_length=64, blank=True)
     url = models.URLField(max_length=500, blank=True)
+    provenance = models.JSONField(
+        default=dict, blank=True, help_text="What the index's provenance (PEP 740) says of it (FileProvenance)."
+    )
+    handed_out_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the project's workflow downloaded it for Trusted Publishing (once)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
@@ -11,6 +13,7 @@ from releases.validators import (
     clean_http_url,
     clean_project_name,
     clean_source,
+    clean_subdirectory,
     clean_url_template,
     clean_workflow_file,
     field_errors,
@@ -80,6 +83,21 @@ class Project(models.Model):
     )
     publish_mode = models.CharField(max_length=10, choices=PublishMode.choices, default=PublishMode.TWINE)
     strict_checks = models.BooleanField(default=False, help_text="twine check warnings fail the build.")
+    subdirectory = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Where the package is inside the repository (packages/core); empty: at its root.",
+    )
+    repair_wheels = models.BooleanField(
+        default=True,
+        help_text="Repair wheels with compiled code with auditwheel, so that they carry a manylinux tag PyPI accepts.",
+    )
+    wheels_workflow = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A GitHub workflow (wheels.yml) whose run on the release's commit builds the wheels: "
+        "the console collects them beside its own sdist. Empty: the console's own wheel.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -87,6 +105,11 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def publishes_through_workflow(self) -> bool:
+        """Trusted Publishing: its workflow publishes the approved files, not the console's workers."""
+        return self.publish_mode == self.PublishMode.WORKFLOW
 
     def clean(self) -> None:
         """What every path that writes a project must hold to (the services
@@ -100,8 +123,18 @@ class Project(models.Model):
                 "workflow_file": lambda: clean_workflow_file(self.workflow_file),
                 "workflow_inputs": lambda: _workflow_inputs(self.workflow_inputs),
                 "tag_pattern": lambda: clean_glob(self.tag_pattern),
+                "subdirectory": lambda: self.subdirectory and clean_subdirectory(self.subdirectory),
+                "wheels_workflow": lambda: _wheels_workflow(self),
             }
         )
+
+
+def _wheels_workflow(project: Project) -> None:
+    if not project.wheels_workflow:
+        return
+    clean_workflow_file(project.wheels_workflow)
+    if not project.github_repository:
+        raise ValidationError("Wheels are collected from GitHub: set the project's repository (owner/name) too.")
 
 
 def _canonical(name: str) -> None:
@@ -115,6 +148,11 @@ def _workflow_inputs(inputs: object) -> None:
         raise ValidationError("Workflow inputs are names and values, both text.")
     if "environment" in inputs:
         raise ValidationError("The 'environment' input comes from each environment's setting; leave it out here.")
+    taken = sorted(set(inputs) & {"files", "files_url"})
+    if taken:
+        raise ValidationError(
+            f"The {', '.join(repr(t) for t in taken)} input carries the approved files, from the console; leave it out here."
+        )
 
 
 class Environment(models.Model):
@@ -153,6 +191,17 @@ class Environment(models.Model):
         default=BlockSeverity.NONE,
         help_text="Refuse a push when the release has a known vulnerability at or above this severity.",
     )
+    pypi_rules = models.BooleanField(
+        default=False,
+        help_text="Check PyPI's upload rules before anything is sent (on by default for pypi.org and "
+        "test.pypi.org addresses; off for private indexes, which take what PyPI refuses).",
+    )
+    index_account = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The index account the token belongs to (a PyPI username), for the rule that the "
+        "project must be the account's; empty skips that rule.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -184,6 +233,15 @@ class Environment(models.Model):
                 "request_ttl_hours": lambda: _ttl(self.request_ttl_hours),
             }
         )
+
+
+PYPI_HOSTS = ("pypi.org", "upload.pypi.org", "test.pypi.org", "files.pythonhosted.org")
+
+
+def is_pypi_address(url: str) -> bool:
+    """Whether ``url`` is PyPI's or Test PyPI's, whose upload rules then apply by default."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in PYPI_HOSTS
 
 
 def _approvals(count: int) -> None:

@@ -74,12 +74,21 @@ class Artifact(models.Model):
         SDIST = "sdist", "Source distribution"
         WHEEL = "wheel", "Wheel"
 
+    class Origin(models.TextChoices):
+        BUILT = "built", "Built by the console"
+        REPAIRED = "repaired", "Built by the console, repaired by auditwheel"
+        COLLECTED = "collected", "Built on CI, collected by the console"
+
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="artifacts")
     filename = models.CharField(max_length=300)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     path = models.CharField(max_length=500, help_text="Name in the artifact storage.")
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.BUILT)
+    origin_detail = models.CharField(
+        max_length=500, blank=True, help_text="Which file it was repaired from, or which CI run built it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

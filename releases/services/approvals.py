@@ -20,7 +20,13 @@ from django.utils import timezone
 from releases.actors import Actor
 from releases.models import APPROVE_PERMISSION, Approval, AuditAction, Deployment
 from releases.services.audit import audit_record
-from releases.services.deployments import Blocker, deployment_cancel, deployment_start, requester_may_cancel
+from releases.services.deployments import (
+    Blocker,
+    deployment_cancel,
+    deployment_start,
+    index_rule_blockers,
+    requester_may_cancel,
+)
 from releases.services.lifecycle import transition
 
 logger = logging.getLogger(__name__)
@@ -120,6 +126,15 @@ def approval_eligibility(deployment: Deployment, user: User, *, second_factor_ve
     return blockers
 
 
+def approve_blockers(deployment: Deployment) -> list[Blocker]:
+    """What stands against approving (not rejecting) ``deployment``: every
+    upload rule of PyPI its files would break on the environment. The page
+    offers "Approve" exactly when this is empty; a rejection is always open."""
+    if deployment.state != State.PENDING_APPROVAL:
+        return []
+    return index_rule_blockers(deployment.release, deployment.environment)
+
+
 def _refusal(
     deployment: Deployment, approver: User, decision: str, digests_seen: list[str], second_factor_verified: bool
 ) -> ApprovalRefused | None:
@@ -129,6 +144,9 @@ def _refusal(
         return ApprovalRefused(blockers[0].message, forbidden=blockers[0].code in _FORBIDDEN)
     if decision not in Approval.Decision.values:
         return ApprovalRefused(f"{decision!r} is not a decision: approve or reject.")
+    rules = approve_blockers(deployment) if decision == Approval.Decision.APPROVE else []
+    if rules:
+        return ApprovalRefused(" ".join(b.message for b in rules))
     if sorted(digests_seen) != artifact_digests(deployment):
         return ApprovalRefused(
             "The files changed since the page you decided on was shown (their sha256 digests differ); "

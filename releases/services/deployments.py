@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from fnmatch import fnmatchcase
+from typing import cast
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -26,6 +27,7 @@ from releases.models import (
     Deployment,
     DeploymentFile,
     Environment,
+    FileProvenance,
     Job,
     Project,
     Release,
@@ -34,6 +36,7 @@ from releases.models import (
 )
 from releases.selectors.supply import scan_policy_problem
 from releases.services.audit import audit_record
+from releases.services.index_rules import release_rule_problems
 from releases.services.jobs import job_cancel, job_create
 from releases.services.lifecycle import transition
 from releases.services.notifications import approvals_notify
@@ -110,7 +113,18 @@ def deployment_blockers(release: Release, environment: Environment, user: Actor)
                 "before publishing there.",
             )
         )
+    if not any(b.code in (PERMISSION, ACTIVE) for b in blockers):
+        blockers += index_rule_blockers(release, environment)
     return blockers
+
+
+INDEX_RULE = "index_rule"
+
+
+def index_rule_blockers(release: Release, environment: Environment) -> list[Blocker]:
+    """One blocker for each of PyPI's upload rules the release's files would
+    break on ``environment`` (when its ``pypi_rules`` are on)."""
+    return [Blocker(INDEX_RULE, problem) for problem in release_rule_problems(release, environment)]
 
 
 def deployment_request(*, release: Release, environment: Environment, actor: Actor) -> Deployment:
@@ -242,6 +256,7 @@ def shipped_summary(deployment: Deployment) -> ShippedSummary:
                 "size": f.artifact.size,
                 "state": f.label,
                 "url": f.url,
+                "provenance": cast(FileProvenance, f.provenance or {}),
             }
             for f in deployment.files.select_related("artifact")
         },

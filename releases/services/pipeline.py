@@ -23,15 +23,18 @@ from django.db import InterfaceError, OperationalError, transaction
 from releases.clients import artifacts
 from releases.clients.http import RetryPolicy
 from releases.errors import JobLost, StepFailed, TransientError
-from releases.models import Artifact, Deployment, DeploymentFile, Job, Project, Release, Sbom
+from releases.models import Artifact, Deployment, DeploymentFile, Job, Release, Sbom
 from releases.redaction import redact
 from releases.selectors.supply import scan_policy_problem
 from releases.services.approvals import approvals_problem
 from releases.services.credentials import credential_reveal
 from releases.services.deployments import deployment_fail, deployment_succeed
+from releases.services.index_rules import index_rules_gate
 from releases.services.job_log import workspace_close, workspace_open
 from releases.services.jobs import job_claim, job_create, job_finish
 from releases.services.lifecycle import transition
+from releases.services.provenance import provenance_check
+from releases.services.release_files import release_files
 from releases.services.releases import (
     release_record_build,
     release_record_build_failure,
@@ -169,12 +172,14 @@ def build_work(ws: Workspace, job: Job) -> Callable[[], None] | None:
             source=project.source,
             ref=release.ref,
             strict=project.strict_checks,
+            subdirectory=project.subdirectory,
         ),
     )
     for warning in built.warnings:
         ws.log.write(f"twine check warning: {warning}")
+    files, origins = release_files(ws, release, built)
     ws.step("storing artifacts")
-    artifacts = release_store_files(release, built.files)
+    artifacts = release_store_files(release, files, origins=origins)
     return lambda: release_record_build(release, commit=built.commit, artifacts=artifacts, warnings=built.warnings)
 
 
@@ -192,8 +197,11 @@ def upload_work(ws: Workspace, job: Job) -> None:
         username=credential.username if credential is not None else "",
         password=credential_reveal(credential) if credential is not None else "",
     )
+    fetched = _index_rules_gate(ws, deployment, [r.artifact for r in ordered], token=target.password)
     files = [UploadFile(r.artifact.filename, r.artifact.sha256) for r in ordered]
-    result = upload_files(ws, target, files, lambda file: _fetch(ws, records[file.filename].artifact))
+    result = upload_files(
+        ws, target, files, lambda file: fetched.get(file.filename) or _fetch(ws, records[file.filename].artifact)
+    )
     _record_upload(records, result)
     if result.error:
         raise StepFailed(result.error)
@@ -205,6 +213,18 @@ def _fetch(ws: Workspace, artifact: Artifact) -> Path:
     local = ws.workdir / "upload" / artifact.filename
     local.parent.mkdir(exist_ok=True)
     return artifacts.fetch(artifact.path, local, sha256=artifact.sha256, size=artifact.size).path
+
+
+def _index_rules_gate(
+    ws: Workspace, deployment: Deployment, stored: list[Artifact], *, token: str | None
+) -> dict[str, Path]:
+    """PyPI's upload rules, on the files fetched into the job's folder, before
+    the first byte (an environment without them: nothing fetched here)."""
+    if not deployment.environment.pypi_rules:
+        return {}
+    fetched = {artifact.filename: _fetch(ws, artifact) for artifact in stored}
+    index_rules_gate(ws, deployment, list(fetched.values()), token=token)
+    return fetched
 
 
 def _record_upload(records: dict[str, DeploymentFile], result: UploadResult) -> None:
@@ -226,6 +246,7 @@ def _record_upload(records: dict[str, DeploymentFile], result: UploadResult) -> 
 def dispatch_work(ws: Workspace, job: Job) -> None:
     deployment = _deployment(job)
     _gate(deployment, "dispatched")
+    _index_rules_gate(ws, deployment, [r.artifact for r in deployment.files.select_related("artifact")], token=None)
     dispatch_deployment(ws, deployment)
 
 
@@ -271,7 +292,9 @@ def verify_work(ws: Workspace, job: Job) -> None:
         index_url=environment.index_url,
         fallback_index_url=environment.fallback_index_url,
         files=[ExpectedFile(a.filename, a.sha256) for a in release.artifacts.all()],
-        own_build=release.project.publish_mode != Project.PublishMode.WORKFLOW,
+        # A workflow publishes the approved files (Trusted Publishing): the
+        # index must serve exactly their digests, as after our own upload.
+        own_build=True,
         wait_seconds=settings.INDEX_WAIT_SECONDS,
         install_attempts=settings.VERIFY_ATTEMPTS,
         install_backoff=settings.VERIFY_BACKOFF,
@@ -298,6 +321,7 @@ def verify_work(ws: Workspace, job: Job) -> None:
                 project_page_url=_project_page_url(deployment),
                 page_policy=RetryPolicy(attempts=settings.VERIFY_ATTEMPTS, backoff=settings.VERIFY_BACKOFF),
             )
+            failed += provenance_check(ws, deployment, checks)
             document = making.result() if making is not None else None
     finally:
         _record_checks(deployment, checks)
@@ -325,8 +349,8 @@ def _record_checks(deployment: Deployment, checks: Checks) -> None:
 
 
 def _record_verified(deployment: Deployment, output: VerifyOutput) -> None:
-    """Each file is verified, with what the index served. A project's own
-    workflow uploaded the files it built: they reach the index here."""
+    """Each file is verified, with what the index served. Files a project's
+    workflow published (Trusted Publishing) reach the index here."""
     for record in deployment.files.select_related("artifact"):
         served = output.files.get(record.artifact.filename) or record.index_sha256
         if record.state == DeploymentFile.State.PENDING:

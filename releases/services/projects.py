@@ -21,6 +21,7 @@ from packaging.version import Version
 from releases.actors import Actor
 from releases.errors import StepFailed, TransientError
 from releases.models import AuditAction, Credential, Environment, Project
+from releases.models.projects import is_pypi_address
 from releases.services.audit import audit_record
 from releases.services.credentials import credential_create
 from releases.services.workflow import github_refs
@@ -145,12 +146,15 @@ def environment_create(
     **fields: Any,
 ) -> Environment:
     """A new environment; ``token`` (if any) is stored encrypted as its
-    credential, ``after`` names the environment it must follow."""
+    credential, ``after`` names the environment it must follow. PyPI's
+    upload rules apply to PyPI's and Test PyPI's addresses unless
+    ``pypi_rules`` says otherwise."""
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValidationError({"name": [f"{name!r} is not an environment name: use letters, digits, '-' and '_'."]})
     if Environment.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": [f"An environment named {name!r} exists already."]})
     fields.setdefault("require_second_factor", fields.get("required_approvals", 0) > 0)
+    fields.setdefault("pypi_rules", is_pypi_address(upload_url) or is_pypi_address(index_url))
     fields.setdefault("position", Environment.objects.count())
     environment = Environment(
         name=name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -64,13 +65,18 @@ def release_start_build(release: Release) -> None:
     transition(release, Release.State.BUILDING, expect=[Release.State.QUEUED])
 
 
-def release_store_files(release: Release, files: list[Path]) -> list[Artifact]:
+def release_store_files(
+    release: Release, files: list[Path], *, origins: Mapping[str, tuple[str, str]] | None = None
+) -> list[Artifact]:
     """Put the built files in artifact storage, each written once under a
     name that holds its digest (an attempt that died before the build was
     recorded may have left other bytes: those stay unseen beside it). The
-    rows are written with the build's record (``release_record_build``)."""
+    rows are written with the build's record (``release_record_build``).
+    ``origins`` says, by filename, where a file came from when the console
+    did not build it as it is (repaired, collected from CI)."""
     rows = []
     for path in files:
+        origin, detail = (origins or {}).get(path.name, (Artifact.Origin.BUILT, ""))
         digest = sha256_file(path)
         stored = artifacts.store(path, f"{release.project.name}/{release.version}/{digest}/{path.name}")
         rows.append(
@@ -81,6 +87,8 @@ def release_store_files(release: Release, files: list[Path]) -> list[Artifact]:
                 size=stored.size,
                 sha256=stored.sha256,
                 path=stored.name,
+                origin=origin,
+                origin_detail=detail[:500],
             )
         )
     return rows
@@ -101,7 +109,12 @@ def release_record_build(release: Release, *, commit: str, artifacts: list[Artif
             Release.State.FINISHED,
             outcome=Release.Outcome.BUILT,
             changes={"commit": commit, "warnings": warnings},
-            data={"commit": commit, "files": {a.filename: a.sha256 for a in artifacts}, "warnings": warnings},
+            data={
+                "commit": commit,
+                "files": {a.filename: a.sha256 for a in artifacts},
+                "origins": {a.filename: a.origin_detail for a in artifacts if a.origin_detail},
+                "warnings": warnings,
+            },
         )
         for deployment in locked.deployments.filter(state=Deployment.State.QUEUED, jobs__isnull=True):
             deployment_start(deployment)

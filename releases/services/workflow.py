@@ -15,6 +15,7 @@ from releases.clients.github import GitHubClient, GitHubConfig, JobState, RunSta
 from releases.errors import StepFailed, TransientError
 from releases.models import Deployment, Environment, Project, WorkflowRun
 from releases.services.credentials import credential_reveal
+from releases.services.handouts import handout_inputs
 from releases.services.workflow_runs import (
     workflow_run_adopt,
     workflow_run_forget,
@@ -25,12 +26,13 @@ from releases.services.workflow_runs import (
 from releases.steps.workspace import Workspace
 
 
-def github_client(project: Project) -> GitHubClient:
-    """The GitHub API as the project's own token sees it."""
+def github_client(project: Project, *, workflow_file: str = "") -> GitHubClient:
+    """The GitHub API as the project's own token sees it, for its publishing
+    workflow (or ``workflow_file``)."""
     token = credential_reveal(project.github_credential) if project.github_credential is not None else None
     return GitHubClient(
         project.github_repository,
-        workflow_file=project.workflow_file,
+        workflow_file=workflow_file or project.workflow_file,
         api_url=project.github_api_url,
         token=token,
         config=GitHubConfig(
@@ -74,7 +76,9 @@ def dispatch_deployment(ws: Workspace, deployment: Deployment) -> WorkflowRun:
     """1. A run adopted by an earlier attempt of this job is kept: never
        dispatch twice.
     2. Reserve the workflow (one dispatch at a time looks for its run).
-    3. Dispatch on the release's ref with the environment's input.
+    3. Dispatch on the release's ref with the environment's input, the
+       approved files' digests and the link to download them
+       (``services.handouts``: the workflow publishes exactly those bytes).
     4. Adopt the run GitHub names, or else the oldest run of this workflow
        started by a dispatch on the release's commit since the dispatch,
        that no other deployment has adopted.
@@ -99,7 +103,12 @@ def dispatch_deployment(ws: Workspace, deployment: Deployment) -> WorkflowRun:
             try:
                 shown = " ".join(f"{k}={v}" for k, v in sorted(inputs.items()))
                 ws.step(f"dispatching {project.workflow_file} on {release.ref} ({shown})")
-                run_id = client.dispatch(release.ref, inputs)
+                handout = handout_inputs(deployment)
+                ws.log.write(
+                    f"with the sha256 of the {len(handout['files'].splitlines())} approved files and a single-use "
+                    "link to download exactly those (files, files_url)"
+                )
+                run_id = client.dispatch(release.ref, {**inputs, **handout})
             except TransientError as exc:
                 # A 5xx to a dispatch does not say the run did not start.
                 dispatch_error = str(exc)

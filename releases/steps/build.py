@@ -35,6 +35,7 @@ class BuildRequest:
     source: str
     ref: str
     strict: bool = False  # twine check warnings fail the build
+    subdirectory: str = ""  # where the package is in the repository (a monorepo's folder)
 
 
 @dataclass
@@ -50,17 +51,36 @@ def build_release(ws: Workspace, request: BuildRequest) -> BuildOutput:
     source = ws.workdir / "src"
     dist = ws.workdir / "dist"
     commit = fetch_source(ws, request.source, request.ref, source)
-    ws.step(f"building sdist and wheel of {commit[:12]}, and twine check")
+    tree = package_tree(source, request.subdirectory)
+    ws.step(
+        f"building sdist and wheel of {commit[:12]}{f' in {request.subdirectory}' if request.subdirectory else ''}, and twine check"
+    )
     epoch = runner.run(ws, [git_bin(), "-C", str(source), "log", "-1", "--format=%ct"], show=["git", "log", "-1"])
     # Timestamps from the commit, so that the same commit builds the same bytes.
     env = runner.clean_env(ws, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()})
-    build_env = cached_build_environment(ws, request.project, source)
-    outputs = build_dists(ws, source, dist, env, build_env)
+    build_env = cached_build_environment(ws, request.project, tree)
+    outputs = build_dists(ws, tree, dist, env, build_env)
     files = sorted(path for path in dist.glob("*/*") if path.suffix in {".whl", ".gz"})
     check_names(request, files)
     warnings = twine_warnings(request, outputs)
     sdists = [p for p in files if p.name.endswith(".tar.gz")]
     return BuildOutput(commit=commit, files=sdists + [p for p in files if p not in sdists], warnings=warnings)
+
+
+def package_tree(source: Path, subdirectory: str) -> Path:
+    """The folder the package is built in: the checkout, or a folder of it
+    (a monorepo's package), never a link leading out of the checkout."""
+    if not subdirectory:
+        return source
+    tree = (source / subdirectory).resolve()
+    if not tree.is_relative_to(source.resolve()):
+        raise StepFailed(f"{subdirectory} leads out of the repository; name a folder inside it.")
+    if not (tree / "pyproject.toml").is_file() and not (tree / "setup.py").is_file():
+        raise StepFailed(
+            f"The repository has no package in {subdirectory} at this ref (no pyproject.toml or setup.py there); "
+            "check the project's subdirectory."
+        )
+    return tree
 
 
 def build_dists(

@@ -18,6 +18,7 @@ from releases.services.approvals import (
     approval_cancel,
     approval_eligibility,
     approval_give,
+    approve_blockers,
     can_approve,
 )
 from releases.services.deployments import requester_may_cancel
@@ -82,6 +83,8 @@ def _approval_page(
             # A second factor is all that is missing: show the way to it.
             "needs_second_factor": [b.code for b in blockers] == [SECOND_FACTOR],
             "blockers": blockers,
+            # PyPI's upload rules stand against approving these files, not against rejecting them.
+            "approve_blockers": approve_blockers(deployment) if not blockers else [],
             "is_requester": is_requester,
             "decided": any(a.approver_id == user.pk for a in review.approvals),
             "can_cancel": deployment.awaits_approval and requester_may_cancel(deployment, user),

@@ -19,7 +19,18 @@ from releases.services.projects import project_create, project_update
 from releases.views.access import require_permission, viewer_required
 from releases.views.lookups import project_or_404
 
-FIELDS = ["name", "source", "tag_pattern", "github_repository", "workflow_file", "publish_mode", "strict_checks"]
+FIELDS = [
+    "name",
+    "source",
+    "subdirectory",
+    "tag_pattern",
+    "github_repository",
+    "workflow_file",
+    "publish_mode",
+    "wheels_workflow",
+    "repair_wheels",
+    "strict_checks",
+]
 
 
 class ProjectForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -31,12 +42,16 @@ class ProjectForm(forms.ModelForm):  # type: ignore[type-arg]
             "tag_pattern": "Release tags",
             "github_repository": "GitHub repository",
             "strict_checks": "Strict: twine check warnings fail the build",
+            "subdirectory": "Folder in the repository",
+            "wheels_workflow": "Wheels from CI: workflow file",
+            "repair_wheels": "Repair compiled wheels with auditwheel (manylinux, as PyPI requires)",
         }
         help_texts = {
             "name": "As on PyPI, normalized: lower case, '-' between words (my-package).",
             "source": "A git URL (https, ssh, git) or the path of a repository on this machine.",
             "tag_pattern": "Tags that start a release, for example v*.*.*",
             "github_repository": "owner/name, if the project lives on GitHub (optional).",
+            "subdirectory": "Where the package is, for a repository that holds several (packages/core); empty: its root.",
         }
 
 

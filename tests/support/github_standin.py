@@ -8,6 +8,7 @@ error answers queued per route.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -29,6 +30,16 @@ def _iso(moment: datetime) -> str:
 
 
 @dataclass
+class RunArtifact:
+    """A zip the run uploaded (actions/upload-artifact), as the artifacts API serves it."""
+
+    id: int
+    name: str
+    archive: bytes
+    expired: bool = False
+
+
+@dataclass
 class Run:
     id: int
     ref: str
@@ -40,6 +51,8 @@ class Run:
     event: str = "workflow_dispatch"
     status: str = "queued"
     polls: int = 0
+    workflow_file: str = ""
+    artifacts: list[RunArtifact] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +84,8 @@ class GitHubStandIn:
 
     def __post_init__(self) -> None:
         self.workflow_id = 161335
+        # Other workflows of the repository (a wheels workflow): file -> id.
+        self.workflows: dict[str, int] = {self.workflow_file: self.workflow_id}
         self.runs: list[Run] = []
         self.requests: list[tuple[str, str]] = []
         self.dispatches: list[dict[str, Any]] = []
@@ -145,6 +160,42 @@ class GitHubStandIn:
             times=times,
         )
 
+    def add_run(
+        self,
+        workflow_file: str,
+        head_sha: str,
+        *,
+        ref: str = "main",
+        conclusion: str = "success",
+        status: str = "completed",
+        event: str = "push",
+        artifacts: dict[str, dict[str, bytes]] | None = None,
+    ) -> Run:
+        """A run of ``workflow_file`` that already happened (a push's CI), with
+        ``artifacts``: artifact name -> {file name in its zip: bytes}."""
+        self.workflows.setdefault(workflow_file, self.workflow_id + len(self.workflows))
+        run = Run(
+            id=next(self._ids),
+            ref=ref,
+            head_sha=head_sha,
+            inputs={},
+            created_at=datetime.now(UTC),
+            visible_at=0.0,
+            conclusion=conclusion,
+            event=event,
+            status=status,
+            workflow_file=workflow_file,
+        )
+        for name, files in (artifacts or {}).items():
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for filename, data in files.items():
+                    archive.writestr(filename, data)
+            run.artifacts.append(RunArtifact(next(self._ids), name, buffer.getvalue()))
+        with self._lock:
+            self.runs.append(run)
+        return run
+
     def count(self, method: str, suffix: str) -> int:
         return sum(1 for m, path in self.requests if m == method and path.endswith(suffix))
 
@@ -166,36 +217,39 @@ class GitHubStandIn:
             "default_branch": "main",
         }
 
-    def _workflow(self) -> dict[str, Any]:
+    def _workflow(self, workflow_file: str = "") -> dict[str, Any]:
+        workflow_file = workflow_file or self.workflow_file
+        workflow_id = self.workflows[workflow_file]
         return {
-            "id": self.workflow_id,
+            "id": workflow_id,
             "node_id": "MDg6V29ya2Zsb3cxNjEzMzU=",
-            "name": "Publish",
-            "path": f".github/workflows/{self.workflow_file}",
+            "name": "Publish" if workflow_file == self.workflow_file else workflow_file,
+            "path": f".github/workflows/{workflow_file}",
             "state": "active",
             "created_at": "2020-01-08T23:48:37.000-08:00",
             "updated_at": "2020-01-08T23:50:21.000-08:00",
-            "url": f"{self._repo_url()}/actions/workflows/{self.workflow_id}",
-            "html_url": f"https://github.com/{self.repository}/blob/main/.github/workflows/{self.workflow_file}",
+            "url": f"{self._repo_url()}/actions/workflows/{workflow_id}",
+            "html_url": f"https://github.com/{self.repository}/blob/main/.github/workflows/{workflow_file}",
             "badge_url": f"https://github.com/{self.repository}/workflows/Publish/badge.svg",
         }
 
     def _run(self, run: Run) -> dict[str, Any]:
         url = f"{self._repo_url()}/actions/runs/{run.id}"
+        workflow_file = run.workflow_file or self.workflow_file
         return {
             "id": run.id,
             "name": "Publish",
             "node_id": "MDEyOldvcmtmbG93IFJ1bjI2OTI4OQ==",
             "head_branch": run.ref,
             "head_sha": run.head_sha,
-            "path": f".github/workflows/{self.workflow_file}",
+            "path": f".github/workflows/{workflow_file}",
             "display_title": "Publish",
             "run_number": run.id % 1000,
             "run_attempt": 1,
             "event": run.event,
             "status": run.status,
             "conclusion": run.conclusion if run.status == "completed" else None,
-            "workflow_id": self.workflow_id,
+            "workflow_id": self.workflows.get(workflow_file, self.workflow_id),
             "url": url,
             "html_url": f"https://github.com/{self.repository}/actions/runs/{run.id}",
             "jobs_url": f"{url}/jobs",
@@ -204,7 +258,7 @@ class GitHubStandIn:
             "artifacts_url": f"{url}/artifacts",
             "cancel_url": f"{url}/cancel",
             "rerun_url": f"{url}/rerun",
-            "workflow_url": f"{self._repo_url()}/actions/workflows/{self.workflow_id}",
+            "workflow_url": f"{self._repo_url()}/actions/workflows/{self.workflows.get(workflow_file, self.workflow_id)}",
             "created_at": _iso(run.created_at),
             "updated_at": _iso(run.created_at),
             "run_started_at": _iso(run.created_at),
@@ -250,6 +304,33 @@ class GitHubStandIn:
             ],
         }
 
+    def _artifact(self, run: Run, artifact: RunArtifact) -> dict[str, Any]:
+        url = f"{self._repo_url()}/actions/artifacts/{artifact.id}"
+        return {
+            "id": artifact.id,
+            "node_id": "MDg6QXJ0aWZhY3QxMQ==",
+            "name": artifact.name,
+            "size_in_bytes": len(artifact.archive),
+            "url": url,
+            "archive_download_url": f"{url}/zip",
+            "expired": artifact.expired,
+            "digest": "sha256:" + hashlib.sha256(artifact.archive).hexdigest(),
+            "created_at": _iso(run.created_at),
+            "expires_at": _iso(run.created_at),
+            "updated_at": _iso(run.created_at),
+            "workflow_run": {
+                "id": run.id,
+                "repository_id": 1296269,
+                "head_repository_id": 1296269,
+                "head_branch": run.ref,
+                "head_sha": run.head_sha,
+            },
+        }
+
+    def _find_artifact(self, artifact_id: int) -> RunArtifact | None:
+        with self._lock:
+            return next((a for r in self.runs for a in r.artifacts if a.id == artifact_id), None)
+
     def _logs_zip(self, run: Run) -> bytes:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
@@ -274,6 +355,15 @@ class GitHubStandIn:
         body = handler.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append((method, path))
+        if path.startswith("/_blobs/artifacts/"):
+            artifact = self._find_artifact(int(path.split("/")[3]))
+            self._send(
+                handler,
+                200 if artifact else 404,
+                {"Content-Type": "application/zip"},
+                artifact.archive if artifact else b"",
+            )
+            return
         if path.startswith("/_blobs/"):
             run = self._find_run(int(path.split("/")[3]))
             self._send(handler, 200, {"Content-Type": "application/zip"}, self._logs_zip(run) if run else b"")
@@ -310,14 +400,28 @@ class GitHubStandIn:
             f"/actions/workflows/{self.workflow_file}",
             f"/actions/workflows/{self.workflow_id}",
         }
+        by_path = {f"/actions/workflows/{name}": name for name in self.workflows} | {
+            f"/actions/workflows/{number}": name for name, number in self.workflows.items()
+        }
         if method == "GET" and rest == "":
             return "repo", lambda: (200, {}, self._repository())
-        if method == "GET" and rest in workflow_paths:
-            return "workflow", lambda: (200, {}, self._workflow())
+        if method == "GET" and rest in by_path:
+            return "workflow", lambda: (200, {}, self._workflow(by_path[rest]))
         if method == "POST" and rest.endswith("/dispatches") and rest[: -len("/dispatches")] in workflow_paths:
             return "dispatch", lambda: self._dispatch_answer(json.loads(body or b"{}"))
-        if method == "GET" and (rest == "/actions/runs" or (rest.endswith("/runs") and rest[:-5] in workflow_paths)):
+        if method == "GET" and rest == "/actions/runs":
             return "runs", lambda: (200, {}, self._list_runs(query))
+        if method == "GET" and rest.endswith("/runs") and rest[:-5] in by_path:
+            return "runs", lambda: (200, {}, self._list_runs(query, by_path[rest[:-5]]))
+        if method == "GET" and rest.startswith("/actions/artifacts/") and rest.endswith("/zip"):
+            number = rest[len("/actions/artifacts/") : -len("/zip")]
+            artifact = self._find_artifact(int(number)) if number.isdigit() else None
+            if artifact is None:
+                return "artifact", lambda: not_found
+            if artifact.expired:
+                return "artifact", lambda: (410, {}, {"message": "Artifact has expired", "documentation_url": ""})
+            location = f"{self.url}/_blobs/artifacts/{artifact.id}/artifact.zip"
+            return "artifact", lambda: (302, {"Location": location}, b"")
         if method == "GET" and rest.startswith("/actions/runs/"):
             tail = rest[len("/actions/runs/") :].split("/")
             run = self._find_run(int(tail[0])) if tail[0].isdigit() else None
@@ -327,6 +431,9 @@ class GitHubStandIn:
                 return "run", lambda: (200, {}, self._run(self._advance(run)))
             if tail[1:] == ["jobs"]:
                 return "jobs", lambda: (200, {}, self._jobs(run))
+            if tail[1:] == ["artifacts"]:
+                listed = [self._artifact(run, artifact) for artifact in run.artifacts]
+                return "artifacts", lambda: (200, {}, {"total_count": len(listed), "artifacts": listed})
             if tail[1:] == ["logs"]:
                 location = f"{self.url}/_blobs/runs/{run.id}/logs.zip"
                 return "logs", lambda: (302, {"Location": location}, b"")
@@ -374,10 +481,14 @@ class GitHubStandIn:
             return 200, {}, {"workflow_run_id": run.id, "run_url": url, "html_url": self._run(run)["html_url"]}
         return 204, {}, b""
 
-    def _list_runs(self, query: dict[str, str]) -> dict[str, Any]:
+    def _list_runs(self, query: dict[str, str], workflow_file: str = "") -> dict[str, Any]:
         now = time.monotonic()
         with self._lock:
             runs = [r for r in self.runs if r.visible_at <= now]
+        if workflow_file:
+            runs = [r for r in runs if (r.workflow_file or self.workflow_file) == workflow_file]
+        if "status" in query:
+            runs = [r for r in runs if query["status"] in (r.status, r.conclusion)]
         if "event" in query:
             runs = [r for r in runs if r.event == query["event"]]
         if "head_sha" in query:

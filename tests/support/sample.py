@@ -38,15 +38,45 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-class SampleRepo:
-    """A git repository holding a tiny setuptools package."""
+SETUP_PY_WITH_EXTENSION = """\
+from setuptools import Extension, setup
 
-    def __init__(self, path: Path, name: str = "sample-pkg") -> None:
+setup(ext_modules=[Extension("{module}._speed", ["src/{module}/speed.c"])])
+"""
+
+# A C extension that links nothing beyond libc: auditwheel can tag it for the
+# oldest manylinux policy, and the package imports it, so that an install
+# that works proves the compiled code loads.
+EXTENSION_C = """\
+#include <Python.h>
+static PyObject *twice(PyObject *self, PyObject *arg) {
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(2 * value);
+}
+static PyMethodDef methods[] = {{"twice", twice, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef speed = {PyModuleDef_HEAD_INIT, "_speed", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&speed); }
+"""
+
+
+class SampleRepo:
+    """A git repository holding a tiny setuptools package (at its root, or in
+    ``subdirectory`` as in a monorepo; a repository may hold several)."""
+
+    def __init__(self, path: Path, name: str = "sample-pkg", *, subdirectory: str = "") -> None:
         self.path = path
         self.name = name
         self.module = name.replace("-", "_")
+        self.subdirectory = subdirectory
+        self.package_root = path / subdirectory if subdirectory else path
         path.mkdir(parents=True, exist_ok=True)
-        git(path, "init", "--quiet", "--initial-branch=main")
+        if not (path / ".git").exists():
+            git(path, "init", "--quiet", "--initial-branch=main")
+
+    def beside(self, name: str, subdirectory: str) -> SampleRepo:
+        """Another package in the same repository."""
+        return SampleRepo(self.path, name, subdirectory=subdirectory)
 
     def commit_version(
         self,
@@ -57,10 +87,13 @@ class SampleRepo:
         readme_file: str = "README.md",
         dependencies: list[str] | None = None,
         body: str = "",
+        extension: bool = False,
     ) -> str:
         deps = ", ".join(f'"{d}"' for d in dependencies or [])
         content_type = "text/x-rst" if readme_file.endswith(".rst") else "text/markdown"
-        (self.path / "pyproject.toml").write_text(
+        root = self.package_root
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "pyproject.toml").write_text(
             PYPROJECT.format(
                 name=self.name,
                 version=version,
@@ -69,11 +102,15 @@ class SampleRepo:
                 content_type=content_type,
             )
         )
-        for old in self.path.glob("README.*"):
+        for old in root.glob("README.*"):
             old.unlink()
-        (self.path / readme_file).write_text(readme)
-        package = self.path / "src" / self.module
+        (root / readme_file).write_text(readme)
+        package = root / "src" / self.module
         package.mkdir(parents=True, exist_ok=True)
+        if extension:
+            (root / "setup.py").write_text(SETUP_PY_WITH_EXTENSION.format(module=self.module))
+            (package / "speed.c").write_text(EXTENSION_C)
+            body = "from ._speed import twice\n" + body
         (package / "__init__.py").write_text(f'__version__ = "{version}"\n{body}')
         git(self.path, "add", "-A")
         git(self.path, "commit", "--quiet", "-m", f"version {version}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from argparse import BooleanOptionalAction
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,18 @@ class Command(ConsoleCommand):
         parser.add_argument("--token-file", default="", help="A file holding the token (never the token itself).")
         parser.add_argument("--approvals", type=int, default=0)
         parser.add_argument("--after", default="", help="An environment that must have succeeded first.")
+        parser.add_argument(
+            "--pypi-rules",
+            action=BooleanOptionalAction,
+            default=None,
+            help="Check PyPI's upload rules before anything is sent (default: on for pypi.org and test.pypi.org).",
+        )
+        parser.add_argument(
+            "--index-account", default="", help="The index account the token belongs to, for the project-owner rule."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        rules = {} if options["pypi_rules"] is None else {"pypi_rules": options["pypi_rules"]}
         token = ""
         if options["token_file"]:
             try:
@@ -44,8 +55,11 @@ class Command(ConsoleCommand):
                 token=token,
                 required_approvals=options["approvals"],
                 after=options["after"],
+                index_account=options["index_account"],
                 actor=None,
+                **rules,
             )
         except ValidationError as exc:
             raise invalid(exc) from None
-        self.stdout.write(f"environment {environment.name} added ({environment.index_url})")
+        rules_said = ", PyPI's upload rules checked" if environment.pypi_rules else ""
+        self.stdout.write(f"environment {environment.name} added ({environment.index_url}{rules_said})")

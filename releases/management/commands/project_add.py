@@ -19,6 +19,19 @@ class Command(ConsoleCommand):
         parser.add_argument("--workflow", default="publish.yml")
         parser.add_argument("--tag-pattern", default="v*.*.*")
         parser.add_argument("--strict", action="store_true", help="twine check warnings fail the build.")
+        parser.add_argument(
+            "--subdirectory", default="", help="Where the package is in the repository (a monorepo's folder)."
+        )
+        parser.add_argument(
+            "--wheels-workflow",
+            default="",
+            help="A GitHub workflow (wheels.yml) whose run on the release's commit builds the wheels to collect.",
+        )
+        parser.add_argument(
+            "--no-wheel-repair",
+            action="store_true",
+            help="Keep linux_ wheels as built (PyPI refuses them): for projects published to private indexes only.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -29,8 +42,12 @@ class Command(ConsoleCommand):
                 workflow_file=options["workflow"],
                 tag_pattern=options["tag_pattern"],
                 strict_checks=options["strict"],
+                subdirectory=options["subdirectory"],
+                wheels_workflow=options["wheels_workflow"],
+                repair_wheels=not options["no_wheel_repair"],
                 actor=None,
             )
         except ValidationError as exc:
             raise invalid(exc) from None
-        self.stdout.write(f"project {project.name} added (source {project.source})")
+        where = f"{project.source}, in {project.subdirectory}" if project.subdirectory else project.source
+        self.stdout.write(f"project {project.name} added (source {where})")

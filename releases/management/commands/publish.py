@@ -27,6 +27,17 @@ class Command(ConsoleCommand):
         )
         parser.add_argument("--wait", action="store_true", help="Wait for the end; exit 0 only on success.")
 
+    def refused(self, exc: ValidationError, options: dict[str, Any]) -> CommandError:
+        """Each reason on a line of its own (PyPI's rules may find several), nothing sent."""
+        if len(exc.messages) == 1:
+            return invalid(exc)
+        for message in exc.messages:
+            self.stderr.write(f"  - {message}")
+        return CommandError(
+            f"{options['project']} {options['version']} cannot go to {options['environment']} "
+            f"({len(exc.messages)} reasons above); nothing was sent."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             if options["ref"] is None:
@@ -47,7 +58,7 @@ class Command(ConsoleCommand):
                 if publication.release_created:
                     self.stdout.write(f"release {release} created from {release.ref}; build queued")
         except ValidationError as exc:
-            raise invalid(exc) from None
+            raise self.refused(exc, options) from None
         self.stdout.write(f"deployment #{deployment.pk}: {release} to {environment.name}, {deployment.label.lower()}")
         if not options["wait"]:
             return
