@@ -39,7 +39,7 @@ def seeded_ids(samples: int) -> dict[str, list[object]]:
     if not Project.objects.filter(name__startswith=f"{SEED_PREFIX}-").exists():
         print("seeding the bench database (seed_history, once)...", flush=True)
         subprocess.run(
-            [sys.executable, "manage.py", "seed_history", "--prefix", SEED_PREFIX],
+            [sys.executable, "-m", "bench.seed_history", "--prefix", SEED_PREFIX],
             cwd=ROOT,
             check=True,
         )

@@ -253,3 +253,24 @@ def test_the_board_shows_what_is_live_and_the_latest_attempt_of_each_project_on_
 
     page = signed_in("viewer").get(reverse("releases:dashboard")).content.decode()
     assert "nothing live" in page and "Pending approval" in page
+
+
+@pytest.mark.django_db
+def test_a_live_poll_answers_304_until_something_it_shows_changes():
+    release = ReleaseFactory(project__name="sample-pkg", version="1.0.0")
+    environment = EnvironmentFactory(name="test-pypi", title="Test PyPI")
+    client = signed_in("viewer")
+    url = reverse("releases:release_live", args=["sample-pkg", "1.0.0"])
+
+    first = client.get(url)
+    assert first.status_code == 200 and first["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get(url, headers={"If-None-Match": first["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+    fingerprint = [q["sql"] for q in queries if "releases_" in q["sql"]]
+    assert len(fingerprint) <= 8, fingerprint  # a few probes, not the page's queries
+
+    DeploymentFactory(release=release, environment=environment, state=Deployment.State.QUEUED, outcome="")
+    changed = client.get(url, headers={"If-None-Match": first["ETag"]})
+    assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+    assert "Queued" in changed.content.decode()

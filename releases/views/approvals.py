@@ -7,11 +7,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import get_conditional_response
+from django.utils.http import quote_etag
 from django.views.decorators.http import require_GET, require_POST
 
 from releases.models import Approval, Deployment
 from releases.selectors.approvals import approval_review, deployments_awaiting, deployments_requested_by
+from releases.selectors.live import deployment_fingerprint
 from releases.services.approvals import (
     SECOND_FACTOR,
     ApprovalRefused,
@@ -105,7 +109,7 @@ def approval(request: HttpRequest, deployment_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def approval_live(request: HttpRequest, deployment_id: int) -> HttpResponse:
+def approval_live(request: HttpRequest, deployment_id: int) -> HttpResponseBase:
     """The part of the approval page that follows the push (htmx polls it
     while the deployment moves). Once it has moved past what the page showed,
     the whole page is loaded again: its decision form may no longer apply."""
@@ -114,7 +118,14 @@ def approval_live(request: HttpRequest, deployment_id: int) -> HttpResponse:
         response = HttpResponse(status=204)
         response["HX-Refresh"] = "true"
         return response
-    return _approval_page(request, deployment, template="releases/approvals/partials/approval_live.html")
+    etag = quote_etag(deployment_fingerprint(deployment))
+    unchanged = get_conditional_response(request, etag=etag)
+    if unchanged is not None:
+        return unchanged
+    response = _approval_page(request, deployment, template="releases/approvals/partials/approval_live.html")
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @login_required

@@ -12,12 +12,14 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.http import content_disposition_header
+from django.utils.cache import get_conditional_response
+from django.utils.http import content_disposition_header, quote_etag
 from django.views.decorators.http import require_POST
 
 from releases.clients import artifacts
 from releases.clients.artifacts import ArtifactMissing, ArtifactStorageError
 from releases.models import Artifact, Deployment, Environment, Job, Release
+from releases.selectors.live import release_fingerprint
 from releases.selectors.release_pages import (
     LOG_PAGE_LINES,
     job_log_page,
@@ -127,10 +129,24 @@ def release_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
 
 
 @viewer_required
-def release_live(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    """The part of the release page that changes while jobs run (htmx polls it)."""
+def release_live(request: HttpRequest, name: str, version: str) -> HttpResponseBase:
+    """The part of the release page that changes while jobs run (htmx polls
+    it). While nothing it shows has changed, it answers 304 at the cost of a
+    few index probes: a page left open costs next to nothing."""
     release = release_or_404(name, version)
-    return render(request, "releases/partials/release_live.html", _live_context(request, release))
+    etag = quote_etag(release_fingerprint(release, shown_job=request.GET.get("job", "")))
+    unchanged = get_conditional_response(request, etag=etag)
+    if unchanged is not None:
+        return unchanged
+    response = render(request, "releases/partials/release_live.html", _live_context(request, release))
+    return _revalidated(response, etag)
+
+
+def _revalidated(response: HttpResponse, etag: str) -> HttpResponse:
+    """Kept by the browser, but asked about again at every poll."""
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @require_POST
