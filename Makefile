@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 UV_INSTALL := $(BIN)/uv pip sync --no-config --system-certs --index-url https://pypi.org/simple/ --require-hashes --compile-bytecode --python $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test screenshots lint compose-check chaos bench-pipeline bench-web bench-logs bench-claims check-deploy lock clean
+.PHONY: install run test screenshots lint compose-check chaos bench-pipeline bench-web bench-logs bench-claims bench-throughput bench-watchers bench-click check-deploy lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,18 @@ bench-logs: install
 # The embedded default's queue: a job's wait for its claim, and an idle worker's CPU.
 bench-claims: install
 	$(BIN)/python -m bench.claims
+
+# N releases of N projects at once on 2 workers, against N x one release / 2.
+bench-throughput: install
+	$(BIN)/python -m bench.throughput
+
+# 100 open release pages polling while nothing changes: the server's CPU.
+bench-watchers: install
+	$(BIN)/python -m bench.watchers
+
+# Click "Publish to ..." in Chromium until "Succeeded", beside uv publish + install by hand.
+bench-click: install
+	$(BIN)/python -m bench.click
 
 bench-web: install
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)

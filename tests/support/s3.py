@@ -8,6 +8,7 @@ or someone with the credentials writing behind the console's back).
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 import boto3
@@ -43,7 +44,9 @@ class S3Server:
         )
 
     def new_bucket(self) -> str:
-        name = f"artifacts-{next(self._buckets)}"
+        # moto keeps its buckets per process, whichever server made them: the
+        # name must be new to the process, not only to this server.
+        name = f"artifacts-{next(self._buckets)}-{uuid.uuid4().hex[:8]}"
         self.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
         return name
 
