@@ -369,6 +369,21 @@ SIGSTORE_OFFLINE = env_bool("SIGSTORE_OFFLINE", default=True)
 
 # Celery. The database is the source of truth; messages carry only ids.
 REDIS_URL = env_str("REDIS_URL")
+# With Redis, the cache is shared by every process and host: sessions are
+# read from it (a poll of a live page asks the database nothing for them),
+# and a sign-out reaches every worker at once. Without it (the embedded
+# default), each process keeps its own small cache and sessions stay in the
+# database.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "console"),
+            "TIMEOUT": 300,
+        }
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {

@@ -43,6 +43,8 @@ defaults = {
     "TOOL_CACHE_DIR": str(ROOT / "var" / "test-cache"),
     # One queue per test session, so that two sessions never take each other's tasks.
     "CELERY_QUEUE": f"console-tests-{os.getpid()}",
+    # And a cache of its own: nothing one session kept is read by the next.
+    "CACHE_KEY_PREFIX": f"console-tests-{os.getpid()}",
     "JOB_HEARTBEAT_INTERVAL": "1",
     "JOB_STALE_AFTER": "4",
     "JOB_REQUEUE_AFTER": "3",

@@ -133,11 +133,14 @@ def release_live(request: HttpRequest, name: str, version: str) -> HttpResponseB
     """The part of the release page that changes while jobs run (htmx polls
     it). While nothing it shows has changed, it answers 304 at the cost of a
     few index probes: a page left open costs next to nothing."""
-    release = release_or_404(name, version)
-    etag = quote_etag(release_fingerprint(release, shown_job=request.GET.get("job", "")))
+    fingerprint = release_fingerprint(name, version, shown_job=request.GET.get("job", ""))
+    if fingerprint is None:
+        raise Http404(f"There is no release {version!r} of {name!r}.")
+    etag = quote_etag(fingerprint)
     unchanged = get_conditional_response(request, etag=etag)
     if unchanged is not None:
         return unchanged
+    release = release_or_404(name, version)
     response = render(request, "releases/partials/release_live.html", _live_context(request, release))
     return _revalidated(response, etag)
 
