@@ -1,6 +1,7 @@
 # One image for web, worker and beat, without the development tools.
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
+# bubblewrap and util-linux (setpriv, prlimit): the sandbox that package code runs in.
+RUN apt-get update && apt-get install -y --no-install-recommends git bubblewrap util-linux && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 console
 WORKDIR /app
 # The runtime lock: the pins of requirements.lock without the dev extras (make lock).

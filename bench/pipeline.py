@@ -17,7 +17,14 @@ version:
 Prints the median time of each step and, last, the ratios console/guide
 (b/a) and console/uv (b/c).
 
-    python -m bench.pipeline [--rounds N] [--pool solo|prefork] [--embedded]
+With ``--before CHECKOUT`` (another checkout of the console, such as the
+commit before a change: ``git archive COMMIT | tar -x -C DIR``), each round
+also runs that checkout's console, with its own worker, queue and tool
+cache and this environment's packages, on a project of its own: the same
+rounds, the same machine and the same index, before and after, taking turns
+to go first.
+
+    python -m bench.pipeline [--rounds N] [--pool solo|prefork] [--embedded] [--before CHECKOUT]
 """
 
 from __future__ import annotations
@@ -153,7 +160,9 @@ def uv_round(repo, account, version: str, workdir: Path) -> dict[str, float]:  #
     return times
 
 
-def console_round(repo, environment: str, version: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def console_round(  # type: ignore[no-untyped-def]
+    repo, environment: str, version: str, *, root: Path = ROOT, env: dict[str, str] | None = None
+) -> dict[str, float]:
     """The one headless command from ref to verified, timed, and what the jobs' rows say of the time between."""
     from releases.models import Job, Release
 
@@ -161,7 +170,7 @@ def console_round(repo, environment: str, version: str) -> dict[str, float]:  # 
     times: dict[str, float] = {}
     clock = Stopwatch()
     command = ["publish", repo.name, version, "--ref", f"v{version}", "--to", environment, "--wait"]
-    run([sys.executable, "manage.py", *command], cwd=ROOT)
+    run([sys.executable, "manage.py", *command], cwd=root, env=env)
     times["publish --ref --wait"] = clock.seconds()
     times["total"] = times["publish --ref --wait"]
     release = Release.objects.get(project__name=repo.name, version=version)
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="The console on SQLite and the embedded broker (its own var folder) instead of PostgreSQL and Redis.",
     )
+    parser.add_argument("--before", type=Path, help="Another checkout of the console, run beside this one.")
     args = parser.parse_args(argv)
     where = "SQLite + the embedded broker" if args.embedded else "PostgreSQL + Redis"
 
@@ -213,13 +223,29 @@ def main(argv: list[str] | None = None) -> None:
         devpi.start()
         (tmp / "logs").mkdir()
         worker = WorkerProcess(tmp / "logs", "bench-worker", env=dict(os.environ), pool=args.pool)
+        # The checkout to compare with: its own queue and tool cache, this environment's packages.
+        before_env = {
+            **os.environ,
+            "CELERY_QUEUE": os.environ["CELERY_QUEUE"] + "-before",
+            "TOOL_CACHE_DIR": str(Path(os.environ["TOOL_CACHE_DIR"]).with_name("bench-cache-before")),
+        }
+        before_worker = (
+            WorkerProcess(tmp / "logs", "bench-before", env=before_env, pool=args.pool, root=args.before)
+            if args.before
+            else None
+        )
         try:
             worker.start()
+            if before_worker is not None:
+                before_worker.start()
             account = devpi.new_index()
             suffix = uuid.uuid4().hex[:8]
             repo = SampleRepo(tmp / "repo", name=f"bench-pkg-{suffix}")
             repo.commit_version("0.0.0")
             project_create(name=repo.name, source=str(repo.path), actor=None)
+            before_repo = SampleRepo(tmp / "repo-before", name=f"bench-before-{suffix}")
+            before_repo.commit_version("0.0.0")
+            project_create(name=before_repo.name, source=str(before_repo.path), actor=None)
             environment = f"bench-{suffix}"
             environment_create(
                 name=environment,
@@ -231,21 +257,32 @@ def main(argv: list[str] | None = None) -> None:
             )
             rounds: dict[str, dict[str, list[float]]] = {"guide": defaultdict(list), "uv": defaultdict(list)}
             rounds["console"] = defaultdict(list)
+            rounds["before"] = defaultdict(list)
             for n in range(args.rounds + 1):
                 a = manual_round(repo, account, f"1.{n}.0", tmp / f"guide-{n}")
                 c = uv_round(repo, account, f"1.{n}.1", tmp / f"uv-{n}")
-                b = console_round(repo, environment, f"1.{n}.2")
+                # Before and after take turns going first.
+                b: dict[str, float] = {}
+                before: dict[str, float] = {}
+                for name in ("after", "before") if n % 2 or not args.before else ("before", "after"):
+                    if name == "after":
+                        b = console_round(repo, environment, f"1.{n}.2")
+                    elif args.before:
+                        before = console_round(before_repo, environment, f"1.{n}.2", root=args.before, env=before_env)
                 if n == 0:
                     continue  # warm-up: caches filled for all alike
-                for name, times in (("guide", a), ("uv", c), ("console", b)):
+                for name, times in (("guide", a), ("uv", c), ("console", b), ("before", before)):
                     for key, value in times.items():
                         rounds[name][key].append(value)
+                said = f", before {before['total']:.2f} s" if before else ""
                 print(
-                    f"round {n}: guide {a['total']:.2f} s, uv {c['total']:.2f} s, console {b['total']:.2f} s",
+                    f"round {n}: guide {a['total']:.2f} s, uv {c['total']:.2f} s, console {b['total']:.2f} s{said}",
                     flush=True,
                 )
         finally:
             worker.stop()
+            if before_worker is not None:
+                before_worker.stop()
             devpi.stop()
             osv.stop()
 
@@ -254,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         "uv": "(c) by hand, uv for every step",
         "console": f"(b) the console on {where}, {args.pool} worker",
     }
+    if args.before:
+        titles["before"] = f"(b') the console at {args.before}, the same rounds"
     for name, title in titles.items():
         print()
         print(f"{title}, median of {args.rounds} rounds (seconds)")
@@ -261,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
             table(["step", "median", "min", "max"], [[k, median(v), min(v), max(v)] for k, v in rounds[name].items()])
         )
     guide, uv, console = (median(rounds[name]["total"]) for name in ("guide", "uv", "console"))
+    if args.before:
+        before_total = median(rounds["before"]["total"])
+        print()
+        print(f"before {before_total:.2f} s, after {console:.2f} s: {console - before_total:+.2f} s a release")
     print()
     print(
         f"console/guide = {console / guide:.2f}, console/uv = {console / uv:.2f} "

@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 import dj_database_url
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kombu import Queue
 
 from console.artifact_storage import artifact_storage
-from console.env import ImproperEnvironment, env_bool, env_int, env_list, env_str
+from console.env import ImproperEnvironment, env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONSOLE_VAR_DIR", str(BASE_DIR / "var")))
@@ -84,10 +85,26 @@ def _secret(name: str) -> str:
     return _embedded_secrets()[name]
 
 
+# Least privilege by process (docs/security.md). A builder runs the jobs
+# that run package code (build, verify: in the sandbox) and holds no token
+# key ring; a publisher runs every other job (upload, workflow dispatch and
+# tracking, webhook, scan) and beat's tasks, and never runs package code;
+# "all" is both, for one machine and the tests.
+WORKER_ROLE = env_choice("WORKER_ROLE", "all", {"builder", "publisher", "all"})
+BUILDER_ONLY = WORKER_ROLE == "builder"
+
 SECRET_KEY = _secret("SECRET_KEY")
 # The key ring that encrypts index and GitHub tokens at rest. Comma
-# separated Fernet keys; the first encrypts, all decrypt (rotation).
-CONSOLE_TOKEN_KEYS = [key.strip() for key in _secret("CONSOLE_TOKEN_KEYS").split(",") if key.strip()]
+# separated Fernet keys; the first encrypts, all decrypt (rotation). A
+# builder never loads it, and in production refuses to start with it.
+if BUILDER_ONLY and PRODUCTION and env_str("CONSOLE_TOKEN_KEYS"):
+    raise ImproperEnvironment(
+        "CONSOLE_TOKEN_KEYS is set for a builder (WORKER_ROLE=builder): a builder runs package code and must not "
+        "hold the token key ring. Remove it from the builder's environment (docs/security.md)."
+    )
+CONSOLE_TOKEN_KEYS = (
+    [] if BUILDER_ONLY else [key.strip() for key in _secret("CONSOLE_TOKEN_KEYS").split(",") if key.strip()]
+)
 if PRODUCTION and SECRET_KEY in CONSOLE_TOKEN_KEYS:
     raise ImproperEnvironment("CONSOLE_TOKEN_KEYS must not reuse SECRET_KEY")
 
@@ -204,6 +221,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "releases.views.context_processors.sandbox_warning",
             ],
         },
     },
@@ -289,6 +307,8 @@ STORAGES = {
     },
 }
 
+# The largest file a build may make (an sdist or a wheel).
+ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 1 << 30, minimum=1 << 20)
 # Where jobs get their private temporary folders, and the tool cache (uv's
 # wheels and build environments) that every job may safely share.
 JOB_WORK_ROOT = Path(env_str("JOB_WORK_ROOT", str(VAR_DIR / "jobs")))
@@ -299,6 +319,33 @@ BUILD_INDEX_URL = env_str("BUILD_INDEX_URL", "https://pypi.org/simple/")
 # kept and reused for this long, then made again; 0 builds every release in a
 # fresh isolated environment.
 BUILD_ENV_MAX_AGE_HOURS = env_int("BUILD_ENV_MAX_AGE_HOURS", 24)
+# Package code (build back-ends, installs, imports) runs in a bubblewrap
+# sandbox that sees no secret, no database and no other job. An operator
+# whose workers cannot run it may turn it off, with this exact value, and
+# every page then says so: package code runs with the worker's rights.
+UNSAFE_UNSANDBOXED_BUILDS = (
+    env_choice(
+        "CONSOLE_UNSAFE_UNSANDBOXED_BUILDS",
+        "",
+        {"", "package-code-can-read-every-worker-secret"},
+    )
+    == "package-code-can-read-every-worker-secret"
+)
+
+# What one sandboxed command may use: CPU seconds per process, address
+# space, processes (a fork bomb stops at this many, and the job fails saying
+# so), the largest file it may write, and its private /tmp. Its wall clock
+# is JOB_COMMAND_TIMEOUT.
+SANDBOX_CPU_SECONDS = env_int("SANDBOX_CPU_SECONDS", 900, minimum=1)
+SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 8192, minimum=256)
+SANDBOX_PROCESSES = env_int("SANDBOX_PROCESSES", 512, minimum=16)
+SANDBOX_FILE_SIZE_MB = env_int("SANDBOX_FILE_SIZE_MB", 4096, minimum=1)
+SANDBOX_TMP_MB = env_int("SANDBOX_TMP_MB", 1024, minimum=1)
+# A job's log keeps at most this many characters of what its commands print
+# (package code's output), and cuts longer lines; a command that prints
+# more is stopped, and its job fails saying so.
+JOB_LOG_MAX_CHARS = env_int("JOB_LOG_MAX_CHARS", 32_000_000, minimum=1000)
+JOB_LOG_MAX_LINE = env_int("JOB_LOG_MAX_LINE", 10_000, minimum=80)
 
 # Time limits, in seconds.
 JOB_COMMAND_TIMEOUT = env_int("JOB_COMMAND_TIMEOUT", 900, minimum=1)
@@ -417,7 +464,16 @@ else:
         # Only a fallback now: the worker wakes on each new message.
         "polling_interval": 1.0,
     }
+# Two queues: the default one (publisher: the jobs that hold tokens, and
+# beat's tasks) and the builders' (the jobs that run package code); a worker
+# consumes those of its role (services/jobs.py sends each job to its own).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "console")
+CELERY_BUILDER_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.builder"
+CELERY_TASK_QUEUES = [
+    Queue(name)
+    for name, role in ((CELERY_TASK_DEFAULT_QUEUE, "publisher"), (CELERY_BUILDER_QUEUE, "builder"))
+    if WORKER_ROLE in {role, "all"}
+]
 if REDIS_URL:
     # Beat may run on every host: the schedule lives in Redis, and only the
     # beat that holds the lock there sends (console/beat.py). Another takes

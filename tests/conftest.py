@@ -18,7 +18,7 @@ from tests.support.osv_standin import OsvStandin
 from tests.support.pypi_standin import PypiStandin
 from tests.support.pypistats_standin import PypistatsStandin
 from tests.support.sample import SampleRepo
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerPair
 
 
 @pytest.fixture(scope="session")
@@ -30,17 +30,18 @@ def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevpiServer]:
 
 
 @pytest.fixture(scope="session")
-def worker_process(django_db_setup: None, django_db_blocker, tmp_path_factory) -> Iterator[WorkerProcess]:
+def worker_process(django_db_setup: None, django_db_blocker, tmp_path_factory) -> Iterator[WorkerPair]:
     with django_db_blocker.unblock():
-        worker = WorkerProcess(tmp_path_factory.mktemp("workers"))
+        worker = WorkerPair(tmp_path_factory.mktemp("workers"))
         worker.start()
     yield worker
     worker.stop()
 
 
 @pytest.fixture
-def worker(worker_process: WorkerProcess, transactional_db: None) -> Iterator[WorkerProcess]:
-    """A live Celery worker on Redis and the test database (rows are committed)."""
+def worker(worker_process: WorkerPair, transactional_db: None) -> Iterator[WorkerPair]:
+    """Live Celery workers, a builder and a publisher, on Redis and the test
+    database (rows are committed)."""
     if not worker_process.alive():
         worker_process.start()
     yield worker_process

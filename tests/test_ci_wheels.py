@@ -152,7 +152,10 @@ def test_a_collected_wheel_whose_version_differs_is_refused(worker, ci_project, 
         f"The CI run's wheel {stray.name} (artifact 'wheels') is version 1.0.1, but this release is speedups 1.0.0"
         in release.reason
     )
-    assert not release.artifacts.exists()
+    # The console's sdist was built and is kept, as what happened; the
+    # refused wheel was never stored, and the failed release ships nothing.
+    assert [a.kind for a in release.artifacts.all()] == [Artifact.Kind.SDIST]
+    assert release.jobs.filter(kind="collect", outcome="failed").exists()
 
 
 def test_a_failed_ci_run_fails_the_build_naming_it(worker, ci_project, github, commit):
@@ -163,6 +166,10 @@ def test_a_failed_ci_run_fails_the_build_naming_it(worker, ci_project, github, c
     assert release.build_failed
     assert f"The newest run of wheels.yml on {commit[:12]} ended 'failure'" in release.reason
     assert f"actions/runs/{run.id}" in release.reason
+    # The GitHub token is read by the collect job on a publisher; the build
+    # ran on a builder, which holds no key to decrypt it.
+    roles = dict(release.jobs.values_list("kind", "worker"))
+    assert roles["build"].startswith("builder@") and roles["collect"].startswith("publisher@")
 
 
 # -- the checks on each collected file, on real wheels ---------------------------

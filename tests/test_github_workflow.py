@@ -157,7 +157,7 @@ def test_a_failed_run_fails_the_deployment_naming_the_job_and_step(worker, workf
 def first_environment(transactional_db, monkeypatch) -> Environment:
     # These tests run each job themselves: nothing is sent to a worker that
     # an earlier test may have left running.
-    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id: None)
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id, kind=None: None)
     return environment_create(
         name="test-pypi", upload_url="http://127.0.0.1:9/up/", index_url="http://127.0.0.1:9/simple/", actor=None
     )

@@ -36,7 +36,7 @@ def monorepo(tmp_path: Path) -> tuple[SampleRepo, SampleRepo]:
 @pytest.fixture
 def in_process(transactional_db, monkeypatch) -> None:
     # Jobs run here, in the test's process; nothing goes to a worker.
-    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id: None)
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id, kind=None: None)
 
 
 def build_here(project: Project, version: str, ref: str) -> Release:

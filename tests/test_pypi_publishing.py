@@ -134,7 +134,7 @@ def test_a_private_index_takes_the_linux_wheel_it_accepts(db, pypi_standin: Pypi
 def test_the_rules_are_checked_again_before_the_first_byte_and_nothing_is_sent(
     transactional_db, monkeypatch, sample_repo: SampleRepo, pypi_standin: PypiStandin, tmp_path: Path
 ):
-    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id: None)
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id, kind=None: None)
     project = project_create(name="sample-pkg", source=str(sample_repo.path), actor=None)
     environment = pypi_environment(pypi_standin)
     built = build_package(tmp_path, "sample-pkg", "1.0.0")
@@ -164,7 +164,7 @@ def test_the_rules_are_checked_again_before_the_first_byte_and_nothing_is_sent(
 def test_a_filename_the_console_once_uploaded_and_the_index_deleted_is_refused_at_request_time(
     transactional_db, monkeypatch, sample_repo: SampleRepo, pypi_standin: PypiStandin, tmp_path: Path
 ):
-    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id: None)
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id, kind=None: None)
     project = project_create(name="sample-pkg", source=str(sample_repo.path), actor=None)
     environment = pypi_environment(pypi_standin)
     built = build_package(tmp_path, "sample-pkg", "1.0.0")

@@ -51,7 +51,7 @@ def github() -> Iterator[GitHubStandIn]:
 def dispatched(live_server, settings, monkeypatch, github: GitHubStandIn, tmp_path: Path) -> Dispatched:
     """A release of a Trusted Publishing project, its push dispatched to the
     (stand-in) workflow by the console, reachable at the live server."""
-    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id: None)
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id, kind=None: None)
     settings.CONSOLE_URL = live_server.url
     project = project_create(name="sample-pkg", source=str(tmp_path), actor=None)
     project = project_set_github(

@@ -18,6 +18,7 @@ class Job(Finishing, models.Model):
 
     class Kind(models.TextChoices):
         BUILD = "build", "Build"
+        COLLECT = "collect", "Collect CI wheels"
         UPLOAD = "upload", "Upload"
         VERIFY = "verify", "Verify"
         DISPATCH = "dispatch", "Dispatch workflow"

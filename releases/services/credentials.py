@@ -23,7 +23,15 @@ class CredentialError(Exception):
 
 
 def key_ring(keys: list[str] | None = None) -> MultiFernet:
-    return MultiFernet([Fernet(key.encode()) for key in (keys or settings.CONSOLE_TOKEN_KEYS)])
+    if settings.BUILDER_ONLY:
+        raise CredentialError(
+            "This worker is a builder (WORKER_ROLE=builder): it runs package code and holds no token key ring, "
+            "so it never decrypts a credential. Jobs that need one run on a publisher."
+        )
+    ring = keys or settings.CONSOLE_TOKEN_KEYS
+    if not ring:
+        raise CredentialError("CONSOLE_TOKEN_KEYS holds no key: set it for the web server and the publishers.")
+    return MultiFernet([Fernet(key.encode()) for key in ring])
 
 
 def credential_create(

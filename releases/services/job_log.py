@@ -23,9 +23,8 @@ from django.db.models import Max
 from releases.models import Job, JobLogLine
 from releases.redaction import redact
 from releases.services.jobs import Claim, job_heartbeat, job_set_step
-from releases.steps.workspace import Workspace
+from releases.steps.workspace import Workspace, private_folder
 
-MAX_LINE = 10_000
 # At most this many lines in one COPY; a backlog is worked off in such batches.
 BATCH = 10_000
 FLUSH_EVERY = 0.1
@@ -39,6 +38,10 @@ class JobLog:
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self.lost = threading.Event()
+        self.full = threading.Event()
+        # What the commands printed so far, in characters (their lines and
+        # line ends), against JOB_LOG_MAX_BYTES.
+        self._printed = 0
         # Chunks of lines with the time they arrived, or None to stop.
         self._queue: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
         self._closing = threading.Event()
@@ -48,13 +51,42 @@ class JobLog:
         self._thread.start()
 
     def write(self, text: str) -> None:
-        """Queue ``text``'s lines; they are redacted before they are stored."""
-        self.write_lines(text.splitlines() or [""])
+        """Queue the console's own ``text`` (a step, a command line, a
+        reason): always kept. Redacted before it is stored."""
+        self._put(self._cut(text.splitlines() or [""]))
 
     def write_lines(self, lines: list[str]) -> None:
-        """Queue lines that arrived together (one read of a tool's output)."""
-        if lines:
-            self._queue.put(([line[:MAX_LINE] for line in lines], time.time()))
+        """Queue lines that arrived together (one read of a tool's output).
+
+        This is package code's output: each line is cut at JOB_LOG_MAX_LINE
+        characters, and once the job's commands printed JOB_LOG_MAX_CHARS
+        nothing more of theirs is kept (``full`` is set, and a line says so)."""
+        if not lines or self.full.is_set():
+            return
+        kept = self._cut(lines)
+        size = sum(map(len, kept)) + len(kept)
+        room = settings.JOB_LOG_MAX_CHARS - self._printed
+        self._printed += size
+        if size > room:
+            # Up to the limit, and not a line more.
+            for n, line in enumerate(kept):
+                room -= len(line) + 1
+                if room < 0:
+                    kept = kept[:n]
+                    break
+            self.full.set()
+            kept.append(
+                f"==> output cut: this job's commands printed more than {settings.JOB_LOG_MAX_CHARS:,} characters"
+            )
+        self._put(kept)
+
+    @staticmethod
+    def _cut(lines: list[str]) -> list[str]:
+        longest = settings.JOB_LOG_MAX_LINE
+        return [line if len(line) <= longest else f"{line[:longest]} [cut at {longest:,} characters]" for line in lines]
+
+    def _put(self, lines: list[str]) -> None:
+        self._queue.put((lines, time.time()))
 
     def close(self) -> None:
         self._closing.set()
@@ -147,8 +179,12 @@ class JobLog:
 def workspace_open(job: Job, claim: Claim) -> Workspace:
     """The job's private folder (made empty) and its log, for one attempt."""
     workdir = Path(settings.JOB_WORK_ROOT) / f"job-{job.pk}-{claim.attempt}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    for folder in (workdir, private_folder(workdir)):
+        shutil.rmtree(folder, ignore_errors=True)
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    # Only the worker enters these; a sandbox is given the job's folder as its own.
+    workdir.mkdir(mode=0o700)
+    private_folder(workdir).mkdir(mode=0o700)
     (workdir / "home").mkdir()
     return Workspace(job_id=job.pk, workdir=workdir, log=JobLog(claim), on_step=lambda text: job_set_step(claim, text))
 
@@ -157,5 +193,7 @@ def workspace_close(ws: Workspace) -> None:
     """Store the last lines, and remove the folder."""
     assert isinstance(ws.log, JobLog)
     ws.log.close()
-    shutil.rmtree(ws.workdir, ignore_errors=True)
+    # rmtree removes links, never what they point to: the folder may be the package's.
+    for folder in (ws.workdir, ws.private):
+        shutil.rmtree(folder, ignore_errors=True)
     close_old_connections()

@@ -6,7 +6,8 @@ move (``lifecycle.transition`` with ``expect``) and proves it still owns it
 on every heartbeat, so a task delivered twice runs once.
 
 Fairness: a project runs at most ``PROJECT_MAX_RUNNING_JOBS`` jobs at once.
-The claim counts them under a lock on the project's row; a job over the
+The claim counts them under a lock on the project (an advisory lock: a
+builder's database role may not lock the project's row); a job over the
 limit stays queued (its message is spent), and each job that finishes sends
 again the oldest jobs of its project that wait, so that one project queueing
 many releases takes only its share of the workers. The reaper sends again
@@ -20,11 +21,11 @@ from dataclasses import dataclass
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from releases.models import Deployment, Job, Project, Release, WebhookDelivery
+from releases.models import Deployment, Job, Release, WebhookDelivery
 from releases.services.lifecycle import transition
 
 logger = logging.getLogger(__name__)
@@ -44,12 +45,31 @@ def job_create(
 ) -> Job:
     """Write a queued job and send its id to the workers once committed."""
     job = Job.objects.create(kind=kind, release=release, deployment=deployment, delivery=delivery)
-    job_send(job.pk)
+    job_send(job.pk, kind=kind)
     return job
 
 
-def job_send(job_id: int) -> None:
-    transaction.on_commit(lambda: current_app.send_task(RUN_JOB, args=[job_id]))
+# The jobs that run package code (in the sandbox). They go to the builders,
+# which hold no token key ring; every other job goes to the publishers,
+# which never run package code (docs/security.md).
+PACKAGE_CODE_KINDS = frozenset({Job.Kind.BUILD, Job.Kind.VERIFY})
+
+
+def job_queue(kind: str) -> str:
+    return settings.CELERY_BUILDER_QUEUE if kind in PACKAGE_CODE_KINDS else settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def job_runs_here(kind: str) -> bool:
+    """Whether this worker's role runs jobs of ``kind``."""
+    if settings.WORKER_ROLE == "all":
+        return True
+    return (kind in PACKAGE_CODE_KINDS) == (settings.WORKER_ROLE == "builder")
+
+
+def job_send(job_id: int, *, kind: str | None = None) -> None:
+    """Send the job's id, once committed, to the queue of its kind's workers."""
+    queue = job_queue(kind or Job.objects.values_list("kind", flat=True).get(pk=job_id))
+    transaction.on_commit(lambda: current_app.send_task(RUN_JOB, args=[job_id], queue=queue))
 
 
 @dataclass(frozen=True)
@@ -63,9 +83,8 @@ def job_claim(job_id: int, *, task_id: str = "", worker: str = "") -> Claim | No
     when its project already runs as many jobs as it may (it stays queued,
     and is sent again when one of them finishes).
 
-    1. Lock the project's row, so that two workers claiming two of its jobs
-       at once count one after the other (the project first, then the job:
-       every path that takes both takes them in this order).
+    1. Lock the project, so that two workers claiming two of its jobs at
+       once count one after the other.
     2. Count the project's running jobs; at the limit, say so on the job and
        leave it queued.
     3. Claim with the conditional move.
@@ -73,7 +92,7 @@ def job_claim(job_id: int, *, task_id: str = "", worker: str = "") -> Claim | No
     with transaction.atomic():
         project_id = _project_of(job_id)
         if project_id is not None:
-            Project.objects.select_for_update().filter(pk=project_id).first()
+            _lock_project(project_id)
             running = project_jobs(project_id).filter(state=Job.State.RUNNING).count()
             limit = settings.PROJECT_MAX_RUNNING_JOBS
             if running >= limit:
@@ -93,6 +112,21 @@ def job_claim(job_id: int, *, task_id: str = "", worker: str = "") -> Claim | No
             },
         )
     return None if claimed is None else Claim(job_id, claimed.attempts)
+
+
+# The first key of the advisory locks that serialize the claims of a
+# project's jobs (the second is the project's id).
+CLAIM_LOCK = 0x636C61  # "cla"
+
+
+def _lock_project(project_id: int) -> None:
+    """Hold the project's claim lock until the transaction ends. PostgreSQL:
+    an advisory lock, which needs no privilege on the project's row. SQLite
+    starts every write transaction IMMEDIATE (settings), so claims already
+    run one at a time."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CLAIM_LOCK, project_id])
 
 
 def project_jobs(project_id: int) -> QuerySet[Job]:

@@ -31,13 +31,14 @@ from releases.services.credentials import credential_reveal
 from releases.services.deployments import deployment_fail, deployment_succeed
 from releases.services.index_rules import index_rules_gate
 from releases.services.job_log import workspace_close, workspace_open
-from releases.services.jobs import job_claim, job_create, job_finish
+from releases.services.jobs import job_claim, job_create, job_finish, job_runs_here
 from releases.services.lifecycle import transition
 from releases.services.provenance import provenance_check
-from releases.services.release_files import release_files
+from releases.services.release_files import ci_wheels_files, release_files
 from releases.services.releases import (
     release_record_build,
     release_record_build_failure,
+    release_record_sdist,
     release_start_build,
     release_store_files,
 )
@@ -73,8 +74,17 @@ SUCCESSORS: dict[str, tuple[str | None, str | None]] = {
 
 
 def job_run(job_id: int, *, task_id: str = "") -> None:
-    """Claim job ``job_id`` and run it; return quietly if someone else has it."""
-    claim = job_claim(job_id, task_id=task_id, worker=socket.gethostname())
+    """Claim job ``job_id`` and run it; return quietly if someone else has it.
+
+    A job of a kind this worker's role does not run (its message reached the
+    wrong queue) is left queued: the reaper sends it again, to its own."""
+    kind = Job.objects.filter(pk=job_id).values_list("kind", flat=True).first()
+    if kind is not None and not job_runs_here(kind):
+        logger.error(
+            "job %s is a %s job, which a %s worker does not run; left queued", job_id, kind, settings.WORKER_ROLE
+        )
+        return
+    claim = job_claim(job_id, task_id=task_id, worker=f"{settings.WORKER_ROLE}@{socket.gethostname()}")
     if claim is None:
         return
     job = Job.objects.select_related("release__project", "deployment__environment", "delivery").get(pk=job_id)
@@ -134,7 +144,7 @@ def job_succeeded(job: Job) -> None:
 
 def job_failed(job: Job, reason: str) -> None:
     """End what the job worked for with its reason."""
-    if job.kind == Kind.BUILD and job.release is not None:
+    if job.kind in (Kind.BUILD, Kind.COLLECT) and job.release is not None:
         release_record_build_failure(job.release, reason)
     elif job.kind == Kind.WEBHOOK and job.delivery is not None:
         webhook_fail(job.delivery, reason)
@@ -180,7 +190,20 @@ def build_work(ws: Workspace, job: Job) -> Callable[[], None] | None:
     files, origins = release_files(ws, release, built)
     ws.step("storing artifacts")
     artifacts = release_store_files(release, files, origins=origins)
-    return lambda: release_record_build(release, commit=built.commit, artifacts=artifacts, warnings=built.warnings)
+    record = release_record_sdist if project.wheels_workflow else release_record_build
+    return lambda: record(release, commit=built.commit, artifacts=artifacts, warnings=built.warnings)
+
+
+def collect_work(ws: Workspace, job: Job) -> Callable[[], None] | None:
+    """The wheels of a release whose wheels come from CI (after its build)."""
+    release = _release(job)
+    if release.is_built:
+        ws.log.write("already built; a release is built once")
+        return None
+    files, origins = ci_wheels_files(ws, release)
+    ws.step("storing artifacts")
+    artifacts = release_store_files(release, files, origins=origins)
+    return lambda: release_record_build(release, commit=release.commit, artifacts=artifacts, warnings=release.warnings)
 
 
 def upload_work(ws: Workspace, job: Job) -> None:
@@ -396,6 +419,7 @@ def webhook_work(ws: Workspace, job: Job) -> None:
 
 WORK: dict[str, Work] = {
     Kind.BUILD: build_work,
+    Kind.COLLECT: collect_work,
     Kind.UPLOAD: upload_work,
     Kind.VERIFY: verify_work,
     Kind.DISPATCH: dispatch_work,

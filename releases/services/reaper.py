@@ -55,10 +55,10 @@ def jobs_reap() -> ReapReport:
 def _resend_lost(now: datetime, report: ReapReport) -> None:
     cutoff = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER)
     lost = Job.objects.filter(state=Job.State.QUEUED, sent_at__lt=cutoff).values_list(
-        "pk", "release__project_id", "deployment__project_id"
+        "pk", "kind", "release__project_id", "deployment__project_id"
     )
     full: dict[int, bool] = {}
-    for job_id, release_project, deployment_project in lost:
+    for job_id, kind, release_project, deployment_project in lost:
         project_id = release_project or deployment_project
         if project_id is not None:
             if project_id not in full:
@@ -69,7 +69,7 @@ def _resend_lost(now: datetime, report: ReapReport) -> None:
         with transaction.atomic():
             # Conditional on the old time: of two reapers at once, one sends.
             if Job.objects.filter(pk=job_id, state=Job.State.QUEUED, sent_at__lt=cutoff).update(sent_at=now):
-                job_send(job_id)
+                job_send(job_id, kind=kind)
                 report.resent.append(job_id)
 
 
@@ -78,7 +78,7 @@ def _reap_stale(job: Job, report: ReapReport) -> None:
         if job.attempts < settings.JOB_MAX_ATTEMPTS:
             if job_requeue(job, why="requeued: its worker stopped answering") is not None:
                 report.requeued.append(job.pk)
-                job_send(job.pk)
+                job_send(job.pk, kind=job.kind)
             return
         reason = (
             f"The worker running this job stopped answering {job.attempts} times "

@@ -5,10 +5,10 @@ wheels as PyPI takes them.
   machine's manylinux policy (``Project.repair_wheels``): the repaired
   wheel is the artifact, the ``linux_`` one is never stored.
 * Or the wheels come from CI (``Project.wheels_workflow``): the project's
-  workflow (cibuildwheel or any) builds them on every platform it has, the
-  console takes the run's artifacts for the release's commit, checks them
-  against the release and keeps them beside its own sdist. The console's
-  own wheel was built from the sdist as a check only.
+  workflow (cibuildwheel or any) builds them on every platform it has; a
+  collect job takes the run's artifacts for the release's commit, checks
+  them against the release and keeps them beside the console's own sdist.
+  The console's own wheel was built from the sdist as a check only.
 
 From then on they are the release's files: one set of digests, approved
 once, promoted unchanged."""
@@ -35,20 +35,21 @@ Origins = dict[str, tuple[str, str]]
 
 
 def release_files(ws: Workspace, release: Release, built: BuildOutput) -> tuple[list[Path], Origins]:
-    """The files to store as the release's, sdist first, with where each came from."""
+    """The files of the build to store as the release's, sdist first, with
+    where each came from. A project whose wheels come from CI keeps only
+    its sdist here; a collect job, on a publisher (it needs the GitHub
+    token, which a builder never holds), adds the wheels
+    (``ci_wheels_files``)."""
     project = release.project
     sdists = [path for path in built.files if path.name.endswith(".tar.gz")]
     wheels = [path for path in built.files if path.suffix == ".whl"]
     origins: Origins = {}
     if project.wheels_workflow:
-        collected = ci_wheels_collect(ws, release, built.commit)
         ws.log.write(
-            f"built {', '.join(w.name for w in wheels)} from the sdist as a check; the release's wheels are "
-            f"the {len(collected.wheels)} of {project.wheels_workflow} run {collected.run.id}"
+            f"built {', '.join(w.name for w in wheels)} from the sdist as a check; the release's wheels will be "
+            f"those of {project.wheels_workflow} on {built.commit[:12]}"
         )
-        for wheel in collected.wheels:
-            origins[wheel.path.name] = (Artifact.Origin.COLLECTED, collected.detail(wheel, project.wheels_workflow))
-        return sdists + [wheel.path for wheel in collected.wheels], origins
+        return sdists, origins
     if not project.repair_wheels:
         return sdists + wheels, origins
     for repaired in repair_wheels(ws, wheels, ws.workdir / "dist" / "repaired"):
@@ -58,6 +59,17 @@ def release_files(ws: Workspace, release: Release, built: BuildOutput) -> tuple[
             f"repaired by auditwheel from {repaired.original} (sha256 {repaired.original_sha256})",
         )
     return sdists + wheels, origins
+
+
+def ci_wheels_files(ws: Workspace, release: Release) -> tuple[list[Path], Origins]:
+    """The wheels of the project's CI run on the release's commit, with where each came from."""
+    workflow = release.project.wheels_workflow
+    collected = ci_wheels_collect(ws, release, release.commit)
+    ws.log.write(f"the release's wheels are the {len(collected.wheels)} of {workflow} run {collected.run.id}")
+    origins: Origins = {
+        wheel.path.name: (Artifact.Origin.COLLECTED, collected.detail(wheel, workflow)) for wheel in collected.wheels
+    }
+    return [wheel.path for wheel in collected.wheels], origins
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def release_record_build(release: Release, *, commit: str, artifacts: list[Artif
         for artifact in artifacts:
             artifact.release = locked
             artifact.save()
+        files = list(locked.artifacts.order_by("kind", "filename"))
         transition(
             locked,
             Release.State.FINISHED,
@@ -111,13 +112,28 @@ def release_record_build(release: Release, *, commit: str, artifacts: list[Artif
             changes={"commit": commit, "warnings": warnings},
             data={
                 "commit": commit,
-                "files": {a.filename: a.sha256 for a in artifacts},
-                "origins": {a.filename: a.origin_detail for a in artifacts if a.origin_detail},
+                "files": {a.filename: a.sha256 for a in files},
+                "origins": {a.filename: a.origin_detail for a in files if a.origin_detail},
                 "warnings": warnings,
             },
         )
         for deployment in locked.deployments.filter(state=Deployment.State.QUEUED, jobs__isnull=True):
             deployment_start(deployment)
+
+
+def release_record_sdist(release: Release, *, commit: str, artifacts: list[Artifact], warnings: list[str]) -> None:
+    """The build of a release whose wheels come from CI: keep its sdist and
+    commit, and queue the job that collects the wheels (the release stays
+    building until ``release_record_build``)."""
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release.pk)
+        if locked.is_built or locked.artifacts.exists():
+            return
+        for artifact in artifacts:
+            artifact.release = locked
+            artifact.save()
+        Release.objects.filter(pk=locked.pk).update(commit=commit, warnings=warnings)
+        job_create(kind=Job.Kind.COLLECT, release=locked)
 
 
 def release_record_build_failure(release: Release, reason: str) -> None:

@@ -4,7 +4,6 @@ check them, and hand back the files (the services store them)."""
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from packaging.utils import (
 from packaging.version import Version
 
 from releases.errors import StepFailed
-from releases.steps import runner
-from releases.steps.build_env import BuildEnvironment, cached_build_environment
+from releases.steps import runner, untrusted
+from releases.steps.build_env import BuildEnvironment, build_index_network, cached_build_environment
+from releases.steps.sandbox import NO_NETWORK, Sandbox
 from releases.steps.tools import git_bin, python_bin, uv_bin
 from releases.steps.workspace import Workspace
 
@@ -46,7 +46,8 @@ class BuildOutput:
 
 
 def build_release(ws: Workspace, request: BuildRequest) -> BuildOutput:
-    """1. Fetch the source. 2. Build. 3. twine check. 4. Match name and
+    """1. Fetch the source. 2. Build, in the sandbox. 3. twine check, in the
+    sandbox. 4. Take the files out of the job's folder. 5. Match name and
     version."""
     source = ws.workdir / "src"
     dist = ws.workdir / "dist"
@@ -59,8 +60,8 @@ def build_release(ws: Workspace, request: BuildRequest) -> BuildOutput:
     # Timestamps from the commit, so that the same commit builds the same bytes.
     env = runner.clean_env(ws, {"SOURCE_DATE_EPOCH": epoch.tail[-1].strip()})
     build_env = cached_build_environment(ws, request.project, tree)
-    outputs = build_dists(ws, tree, dist, env, build_env)
-    files = sorted(path for path in dist.glob("*/*") if path.suffix in {".whl", ".gz"})
+    made, outputs = build_dists(ws, tree, dist, env, build_env)
+    files = take_outputs(ws, made)
     check_names(request, files)
     warnings = twine_warnings(request, outputs)
     sdists = [p for p in files if p.name.endswith(".tar.gz")]
@@ -83,9 +84,21 @@ def package_tree(source: Path, subdirectory: str) -> Path:
     return tree
 
 
+def take_outputs(ws: Workspace, made: list[Path]) -> list[Path]:
+    """The built files, copied out of the job's folder into its private one
+    (the package wrote them: only regular files, reached without following
+    a link, at most ARTIFACT_MAX_BYTES each), sorted by name."""
+    taken = []
+    for path in made:
+        target = ws.private / path.name
+        untrusted.copy_file(ws.workdir, path.relative_to(ws.workdir), target, limit=settings.ARTIFACT_MAX_BYTES)
+        taken.append(target)
+    return sorted(taken)
+
+
 def build_dists(
     ws: Workspace, source: Path, dist: Path, env: dict[str, str], build_env: BuildEnvironment | None
-) -> list[runner.Result]:
+) -> tuple[list[Path], list[runner.Result]]:
     """1. Build the sdist from the checkout into ``dist/sdist``.
     2. Build the wheel from that sdist into ``dist/wheel``, as ``python -m
        build`` does: a file the sdist leaves out fails the build here, not
@@ -93,8 +106,9 @@ def build_dists(
        the sdist.
     3. ``twine check`` the wheel.
 
-    Returns the checks' results. The check thread touches no database: the
-    log is written through its queue.
+    Returns the two files (in the job's folder) and the checks' results.
+    The check thread touches no database: the log is written through its
+    queue.
     """
     sdist = build_one(ws, "sdist", source, dist / "sdist", env, build_env)
     checks: list[runner.Result] = []
@@ -109,13 +123,13 @@ def build_dists(
     thread = threading.Thread(target=check_sdist, name=f"job-{ws.job_id}-check-sdist")
     thread.start()
     try:
-        wheels = build_one(ws, "wheel", sdist, dist / "wheel", env, build_env)
+        wheel = build_one(ws, "wheel", sdist, dist / "wheel", env, build_env)
     finally:
         thread.join()
     if failures:
         raise failures[0]
-    checks.append(twine_check(ws, "wheel", wheels))
-    return checks
+    checks.append(twine_check(ws, "wheel", wheel))
+    return [sdist, wheel], checks
 
 
 def build_one(
@@ -127,14 +141,18 @@ def build_one(
     result counts, and the environment is made anew for the next build."""
     if build_env is not None and build_env.usable:
         cached = ["--no-build-isolation", "--python", str(build_env.python)]
-        if _uv_build(ws, kind, source, out, env, cached, shown=cached[:1], check=False).returncode == 0:
-            return _made(kind, out)
+        # The environment is the project's own, and read-only to its build.
+        read_only = Sandbox(read_only=(build_env.folder,))
+        built = _uv_build(ws, kind, source, out, env, cached, shown=cached[:1], check=False, sandbox=read_only)
+        if built.returncode == 0:
+            return _made(ws, kind)
         ws.log.write(f"[{kind}] the cached build environment could not build it; building again in isolation")
         build_env.discard()
-        shutil.rmtree(out, ignore_errors=True)
+        out = out.with_name(f"{kind}-isolated")
     isolated = ["--python", python_bin(), "--default-index", settings.BUILD_INDEX_URL]
-    _uv_build(ws, kind, source, out, env, isolated, shown=[])
-    return _made(kind, out)
+    # The build requirements come from the build index, through the sandbox's proxy.
+    _uv_build(ws, kind, source, out, env, isolated, shown=[], sandbox=Sandbox(network=build_index_network()))
+    return _made(ws, out.name)
 
 
 def _uv_build(
@@ -146,32 +164,39 @@ def _uv_build(
     options: list[str],
     *,
     shown: list[str],
+    sandbox: Sandbox,
     check: bool = True,
 ) -> runner.Result:
     return runner.run(
         ws,
         [uv_bin(), "build", f"--{kind}", *options, "--out-dir", str(out), "--no-config", str(source)],
-        show=["uv", "build", f"--{kind}", *shown, "--out-dir", f"dist/{kind}", source.name],
+        show=["uv", "build", f"--{kind}", *shown, "--out-dir", f"dist/{out.name}", source.name],
         env=env,
         check=check,
         prefix=f"[{kind}] ",
+        sandbox=sandbox,
     )
 
 
-def _made(kind: str, out: Path) -> Path:
-    built = sorted(p for p in out.iterdir() if p.suffix in {".whl", ".gz"}) if out.is_dir() else []
+def _made(ws: Workspace, folder: str) -> Path:
+    """The one file a build made in ``dist/<folder>``."""
+    built = [name for name in untrusted.regular_files(ws.workdir, f"dist/{folder}") if name.endswith((".whl", ".gz"))]
     if len(built) != 1:
-        raise StepFailed(f"uv build --{kind} made {[p.name for p in built]}; expected one file.")
-    return built[0]
+        raise StepFailed(f"uv build made {built} in dist/{folder}; expected one file.")
+    return ws.workdir / "dist" / folder / built[0]
 
 
 def twine_check(ws: Workspace, kind: str, path: Path) -> runner.Result:
+    """``twine check`` reads the archive the package made: in the sandbox,
+    and isolated (``-I``): the job's folder, where it starts, is the
+    package's, and a ``twine`` module there must not stand in for ours."""
     return runner.run(
         ws,
-        [python_bin(), "-m", "twine", "--no-color", "check", str(path)],
+        [python_bin(), "-I", "-m", "twine", "--no-color", "check", str(path)],
         check=False,
         show=["twine", "check", path.name],
         prefix=f"[{kind}] ",
+        sandbox=NO_NETWORK,
     )
 
 

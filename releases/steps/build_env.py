@@ -8,6 +8,9 @@ takes that away, safely:
 
 * it belongs to one project: a project's build runs its own code (setup.py,
   plugins) inside it, and nothing another project builds runs there;
+* only the job that makes it writes it (in the sandbox, for the steps that
+  run Python in it); the builds that use it see it read-only, and no other
+  project's sandbox sees it at all;
 * its key is the project, the Python, the build index and the exact
   ``[build-system] requires`` strings: any change makes a new one;
 * it is made again after ``BUILD_ENV_MAX_AGE_HOURS``, so new releases of the
@@ -25,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -35,11 +39,15 @@ from pathlib import Path
 from django.conf import settings
 from packaging.requirements import InvalidRequirement, Requirement
 
-from releases.steps import runner
+from releases.errors import StepFailed
+from releases.steps import runner, untrusted
+from releases.steps.netproxy import NetworkAllowance
+from releases.steps.sandbox import Sandbox, index_network
 from releases.steps.tools import python_bin, uv_bin
 from releases.steps.workspace import Workspace
 
 READY = "ready.json"
+PYPROJECT_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,11 @@ class BuildEnvironment:
 def build_requirements(source: Path) -> list[str] | None:
     """The checkout's ``[build-system] requires``, or None when it has none a
     cache can be keyed on (no pyproject.toml, no table, or invalid entries:
-    the isolated build reports those)."""
+    the isolated build reports those). A pyproject.toml that is a link is
+    not followed: the checkout is the package's."""
     try:
-        data = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = tomllib.loads(untrusted.read_file(source, "pyproject.toml", limit=PYPROJECT_LIMIT).decode("utf-8"))
+    except (StepFailed, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     system = data.get("build-system")
     requires = system.get("requires") if isinstance(system, dict) else None
@@ -76,6 +85,11 @@ def build_requirements(source: Path) -> list[str] | None:
         return sorted(str(Requirement(r)) for r in requires)
     except InvalidRequirement:
         return None
+
+
+def build_index_network() -> NetworkAllowance:
+    """What a sandbox that fetches build requirements may reach: the build index."""
+    return index_network([settings.BUILD_INDEX_URL])
 
 
 def cached_build_environment(ws: Workspace, project: str, source: Path) -> BuildEnvironment | None:
@@ -106,11 +120,11 @@ def _read_ready(folder: Path, project: str, requires: list[str], max_age: float)
         stamp = folder / READY
         if time.time() - stamp.stat().st_mtime > max_age:
             return None
-        data = json.loads(stamp.read_text())
+        data = json.loads(untrusted.read_file(folder, READY, limit=PYPROJECT_LIMIT))
         if data["project"] != project or data["requires"] != requires:
             return None
         installed = data["installed"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, StepFailed, ValueError, KeyError, TypeError):
         return None
     ready = BuildEnvironment(folder, [str(i) for i in installed])
     return ready if ready.python.exists() else None
@@ -140,8 +154,17 @@ def _prune(root: Path, max_age: float) -> None:
 
 
 def _make(ws: Workspace, folder: Path, project: str, requires: list[str]) -> BuildEnvironment:
-    """1. A new virtual environment. 2. The requirements from the build
-    index, bytecode compiled. 3. What was installed, in the ready file."""
+    """1. A new virtual environment (``uv venv``: the console's own Python).
+    2. The requirements from the build index, as wheels, from the worker's
+       own cache: outside the sandbox, since unpacking a wheel runs none of
+       its code (``--no-build``). When one needs building from an sdist,
+       they are installed in the sandbox instead, this folder writable and
+       the build index reachable through its proxy.
+    3. Bytecode compiled, and what is installed listed, in the sandbox
+       (Python would run the requirements' ``.pth`` files).
+    4. What was installed, in the ready file, which the worker writes
+       without following a link (the sandbox wrote in the folder before).
+    """
     ws.step("making a build environment for " + (", ".join(requires) or "no requirements"))
     shutil.rmtree(folder, ignore_errors=True)
     env = runner.clean_env(ws)
@@ -152,27 +175,43 @@ def _make(ws: Workspace, folder: Path, project: str, requires: list[str]) -> Bui
         show=["uv", "venv", "build-env"],
     )
     python = folder / "bin" / "python"
+    install = [uv_bin(), "pip", "install", "--no-config", "--python", str(python)]
+    install += ["--default-index", settings.BUILD_INDEX_URL]
     if requires:
-        runner.run(
+        wheels = runner.run(
             ws,
-            [
-                uv_bin(),
-                "pip",
-                "install",
-                "--no-config",
-                "--compile-bytecode",
-                "--python",
-                str(python),
-                "--default-index",
-                settings.BUILD_INDEX_URL,
-                *requires,
-            ],
+            [*install, "--no-build", *requires],
             env=env,
-            show=["uv", "pip", "install", "--compile-bytecode", *requires],
+            check=False,
+            show=["uv", "pip", "install", "--no-build", *requires],
         )
+        if wheels.returncode != 0:
+            ws.log.write("build environment: not all of them are wheels; installing in the sandbox")
+            runner.run(
+                ws,
+                [*install, *requires],
+                env=env,
+                show=["uv", "pip", "install", *requires],
+                sandbox=Sandbox(writable=(folder,), network=build_index_network()),
+            )
+    runner.run(
+        ws,
+        [str(python), "-I", "-S", "-m", "compileall", "-q", "-j", "0", str(folder / "lib")],
+        env=env,
+        check=False,
+        show=["python", "-m", "compileall", "build-env/lib"],
+        sandbox=Sandbox(writable=(folder,)),
+    )
     frozen = runner.run(
-        ws, [uv_bin(), "pip", "freeze", "--no-config", "--python", str(python)], env=env, show=["uv", "pip", "freeze"]
+        ws,
+        [uv_bin(), "pip", "freeze", "--no-config", "--python", str(python)],
+        env=env,
+        show=["uv", "pip", "freeze"],
+        sandbox=Sandbox(read_only=(folder,)),
     )
     installed = [line.strip() for line in frozen.tail if "==" in line]
-    (folder / READY).write_text(json.dumps({"project": project, "requires": requires, "installed": installed}))
+    stamp = json.dumps({"project": project, "requires": requires, "installed": installed}).encode()
+    fd = os.open(folder / READY, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(stamp)
     return BuildEnvironment(folder, installed)

@@ -23,6 +23,7 @@ from releases.clients.http import RetryPolicy
 from releases.clients.project_page import project_page
 from releases.errors import StepFailed, TransientError
 from releases.steps import runner
+from releases.steps.sandbox import NO_NETWORK
 from releases.steps.workspace import Workspace
 
 FILES_ON_INDEX = "files on the index"
@@ -175,6 +176,7 @@ def metadata_check(ws: Workspace, project: str, version: str, venv_python: Path,
         [str(venv_python), "-I", "-c", INSTALLED_METADATA, project],
         show=["python", "-c", f"importlib.metadata.distribution({project!r})"],
         check=False,
+        sandbox=NO_NETWORK,
     )
     line = next((t for t in reversed(result.tail) if t.startswith("metadata ")), "")
     if result.returncode != 0 or not line:

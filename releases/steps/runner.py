@@ -2,7 +2,8 @@
 
 Every command is an argument list (never a shell), runs in the job's own
 folder with a clean environment and a timeout, and has its output streamed
-line by line into the job's log.
+line by line into the job's log. A command that runs code of a package or
+of its dependencies runs in the sandbox (``sandbox=``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from django.conf import settings
 
 from releases.errors import StepFailed
+from releases.steps.sandbox import Sandbox, SandboxedCommand, sandboxed
 from releases.steps.workspace import Workspace
 
 # Tool configuration a job must not inherit: the machine's pip settings add
@@ -45,6 +47,9 @@ _TOOL_ENV = {
     "NO_COLOR": "1",
     # Trust the operating system's certificates (a company CA, a proxy's).
     "UV_SYSTEM_CERTS": "1",
+    # Installs copy from uv's cache, never hard-link: a file of an
+    # environment that package code may write is never one of the cache's.
+    "UV_LINK_MODE": "copy",
 }
 # Passed through from the worker's own environment when set: how this host
 # reaches the network, never a credential.
@@ -86,6 +91,16 @@ def clean_env(ws: Workspace, extra: Mapping[str, str] | None = None) -> dict[str
     return env
 
 
+def sandbox_env(ws: Workspace, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a sandboxed command: uv's cache in the job's own folder
+    (the shared one is the worker's, and never the package's), and nothing
+    of how this host reaches the network
+    (the sandbox reaches an index through its own proxy, or not at all)."""
+    inside = {name: value for name, value in env.items() if name not in _PASS_THROUGH}
+    inside["UV_CACHE_DIR"] = str(ws.workdir / ".uv-cache")
+    return inside
+
+
 def run(
     ws: Workspace,
     argv: Sequence[str],
@@ -96,25 +111,55 @@ def run(
     check: bool = True,
     show: Sequence[str] | None = None,
     prefix: str = "",
+    sandbox: Sandbox | None = None,
 ) -> Result:
     """Run ``argv`` and stream its output into the job log.
 
     ``show`` is the command as written in the log (for example without a
     path a person does not need); secrets never reach argv in the first
     place, they travel in ``env``. ``prefix`` starts each of its log lines
-    (to tell apart two commands that run at once).
+    (to tell apart two commands that run at once). ``sandbox``: the command
+    runs code of the package or of its dependencies, and runs in the
+    sandbox (``steps/sandbox.py``) with what it names besides its job's
+    folder; it is refused where the sandbox does not work.
     """
     ws.check_owned()
     limit = timeout or settings.JOB_COMMAND_TIMEOUT
-    ws.log.write(prefix + "$ " + " ".join(show or argv))
+    where = f"  [{sandbox.summary}]" if sandbox is not None and not settings.UNSAFE_UNSANDBOXED_BUILDS else ""
+    ws.log.write(prefix + "$ " + " ".join(show or argv) + where)
+    environment = dict(env) if env is not None else clean_env(ws)
+    if sandbox is None:
+        return _run(ws, list(argv), environment, cwd or ws.workdir, limit, check, show or argv, prefix)
+    # Under the operator's opt-out the command runs as any other, shared cache included.
+    inside = environment if settings.UNSAFE_UNSANDBOXED_BUILDS else sandbox_env(ws, environment)
+    policy = sandbox.policy(ws.workdir, inside, cwd)
+    with sandboxed(policy, argv, report=lambda line: ws.log.write_lines([prefix + line])) as command:
+        return _run(
+            ws, command.argv, command.env, command.cwd, limit, check, show or argv, prefix, sandboxed_command=command
+        )
+
+
+def _run(
+    ws: Workspace,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    limit: float,
+    check: bool,
+    show: Sequence[str],
+    prefix: str,
+    *,
+    sandboxed_command: SandboxedCommand | None = None,
+) -> Result:
     process = subprocess.Popen(
-        list(argv),
-        cwd=cwd or ws.workdir,
-        env=dict(env) if env is not None else clean_env(ws),
+        argv,
+        cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        pass_fds=sandboxed_command.pass_fds if sandboxed_command else (),
     )
     assert process.stdout is not None
     _enlarge_pipe(process.stdout.fileno())
@@ -125,6 +170,9 @@ def run(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
 
+    if sandboxed_command is not None:
+        # The watchdog stops a sandbox that keeps starting processes.
+        sandboxed_command.watch(process.pid, stop)
     timer = threading.Timer(limit, stop, args=(f"it ran longer than {limit:.0f} s",))
     timer.start()
     watcher = threading.Thread(target=_watch_ownership, args=(ws, process, stop), daemon=True)
@@ -134,6 +182,8 @@ def run(
         for lines in _read_lines(process.stdout.fileno()):
             ws.log.write_lines([prefix + line for line in lines] if prefix else lines)
             tail.extend(lines)
+            if ws.log.full.is_set() and not stopped:
+                stop(f"it printed more than a job's log keeps ({settings.JOB_LOG_MAX_CHARS:,} characters)")
         returncode = process.wait()
     finally:
         timer.cancel()
@@ -142,14 +192,15 @@ def run(
             stop("the job was interrupted")
             process.wait()
     ws.check_owned()
+    name = Path(show[0]).name
     if stopped:
-        raise StepFailed(f"{Path(argv[0]).name} was stopped: {stopped[0]}.")
+        raise StepFailed(f"{name} was stopped: {stopped[0]}.")
     if check and returncode != 0:
         # The last thing it said is usually why (a traceback's last line, a
         # tool's error); the reason is redacted where the job fails.
         last = next((line.strip() for line in reversed(tail) if line.strip()), "")
         said = f": {last[:300]}" if last else "."
-        raise StepFailed(f"{' '.join(show or argv)} exited with status {returncode}{said}")
+        raise StepFailed(f"{' '.join(show)} exited with status {returncode}{said}")
     return Result(returncode, list(tail))
 
 

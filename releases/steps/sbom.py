@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from releases.errors import StepFailed
-from releases.steps import runner
+from releases.steps import runner, untrusted
+from releases.steps.sandbox import NO_NETWORK
 from releases.steps.tools import python_bin
 from releases.steps.workspace import Workspace
 
 SPEC_VERSION = "1.6"
 PREFIX = "[sbom] "
+SBOM_LIMIT = 64 << 20
 
 
 def make_sbom(ws: Workspace, venv_python: Path) -> dict[str, Any]:
@@ -26,6 +28,8 @@ def make_sbom(ws: Workspace, venv_python: Path) -> dict[str, Any]:
         ws,
         [
             python_bin(),
+            # Isolated: the job's folder, where it starts, is the package's.
+            "-I",
             "-m",
             "cyclonedx_py",
             "environment",
@@ -52,11 +56,16 @@ def make_sbom(ws: Workspace, venv_python: Path) -> dict[str, Any]:
             "JSON",
         ],
         prefix=PREFIX,
+        # It runs the environment's Python, and with it the packages' .pth files.
+        sandbox=NO_NETWORK,
     )
     try:
-        document: dict[str, Any] = json.loads(output.read_text())
-    except (OSError, ValueError) as exc:
+        written = untrusted.read_file(ws.workdir, output.name, limit=SBOM_LIMIT)
+        document: dict[str, Any] = json.loads(written)
+    except (StepFailed, ValueError) as exc:
         raise StepFailed(f"cyclonedx-py wrote no readable SBOM: {exc}") from None
+    if not isinstance(document, dict):
+        raise StepFailed("cyclonedx-py wrote something that is not a CycloneDX 1.6 document.")
     if document.get("bomFormat") != "CycloneDX" or document.get("specVersion") != SPEC_VERSION:
         raise StepFailed("cyclonedx-py wrote something that is not a CycloneDX 1.6 document.")
     ws.log.write(f"{PREFIX}SBOM: {len(document.get('components', []))} components")

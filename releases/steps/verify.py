@@ -3,6 +3,7 @@ fresh environment, as a user would, and check what arrived."""
 
 from __future__ import annotations
 
+import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from releases.clients.index import IndexFile
 from releases.errors import StepFailed, TransientError
 from releases.steps import runner
 from releases.steps.checks import DEPENDENCIES_RESOLVE, FILES_ON_INDEX, INSTALLS, Checks
+from releases.steps.sandbox import NO_NETWORK, Sandbox, index_network
 from releases.steps.tools import python_bin, uv_bin
 from releases.steps.workspace import Workspace
 
@@ -69,7 +71,8 @@ def verify_release(
        environment's index, its dependencies only from the fallback index
        (a name planted on the environment's index is never asked for).
        ``once_installed`` is then called with the environment's python.
-    4. Import the top-level modules, and check dependency consistency.
+    4. Import the top-level modules, and check dependency consistency, in
+       the sandbox: from here on the package's code runs.
 
     Steps 1, 3-4 and the consistency check are each noted in ``checks``."""
     started = time.monotonic()
@@ -79,6 +82,7 @@ def verify_release(
     venv = ws.workdir / "venv"
     with checks.checked(INSTALLS, f"installed from {request.index_url} and imported"):
         wheel = download_wheel(ws, request, listed)
+        modules = top_level_modules(wheel)
         ws.step("creating a clean environment")
         runner.run(
             ws,
@@ -89,7 +93,6 @@ def verify_release(
         install(ws, request, wheel, python)
         if once_installed is not None:
             once_installed(python)
-        modules = top_level_modules(wheel)
         ws.step("importing " + ", ".join(modules))
         runner.run(
             ws,
@@ -101,10 +104,16 @@ def verify_release(
                 *modules,
             ],
             show=["python", "-c", "import " + ", ".join(modules)],
+            sandbox=NO_NETWORK,
         )
     ws.step("checking dependency consistency")
     with checks.checked(DEPENDENCIES_RESOLVE, "uv pip check: all installed packages are compatible"):
-        runner.run(ws, [uv_bin(), "pip", "check", "--no-config", "--python", str(python)], show=["uv", "pip", "check"])
+        runner.run(
+            ws,
+            [uv_bin(), "pip", "check", "--no-config", "--python", str(python)],
+            show=["uv", "pip", "check"],
+            sandbox=NO_NETWORK,
+        )
     return VerifyOutput(files=found, modules=modules, seconds=time.monotonic() - started, python=python, wheel=wheel)
 
 
@@ -172,7 +181,8 @@ def download_wheel(ws: Workspace, request: VerifyRequest, listed: dict[str, Inde
     expected = next((f.sha256 for f in request.files if f.filename == filename), "") if request.own_build else ""
     wanted = expected or entry.sha256
     ws.step(f"downloading {filename} from the index")
-    target = ws.workdir / "from-index" / filename
+    # Kept where no sandbox reaches: the checks read it after package code ran.
+    target = ws.private / "from-index" / filename
     target.parent.mkdir(exist_ok=True)
     policy = RetryPolicy(attempts=request.install_attempts, backoff=request.install_backoff)
     response = http.request("GET", entry.url, what=f"the index at {request.index_url}", policy=policy, stream=True)
@@ -194,37 +204,53 @@ def download_wheel(ws: Workspace, request: VerifyRequest, listed: dict[str, Inde
 def install(ws: Workspace, request: VerifyRequest, wheel: Path, python: Path) -> None:
     """Install the downloaded wheel, its digest required, and its
     dependencies from the fallback index only (the environment's own index
-    when there is no fallback); retried for an index that is still
-    catching up."""
+    when there is no fallback):
+
+    1. Wheels only, outside the sandbox, from the worker's own cache:
+       unpacking a wheel runs none of its code (``--no-build``), and the
+       environment is fresh, so nothing of the package has run in it yet.
+    2. When that fails (a dependency that is only an sdist, an index that
+       is still catching up), in the sandbox, with the dependency index as
+       its only network, retried; an sdist's build runs there.
+    """
     dependencies_from = request.fallback_index_url or request.index_url
     digest = runner.sha256_file(wheel)
+    outside = ws.private / "requirements.txt"
+    outside.write_text(f"{request.project} @ {wheel.as_uri()} --hash=sha256:{digest}\n")
+    # Written now, before any package code runs in the job's folder.
+    inside = ws.workdir / "wheel" / wheel.name
+    inside.parent.mkdir()
+    shutil.copyfile(wheel, inside)
     requirements = ws.workdir / "requirements.txt"
-    requirements.write_text(f"{request.project} @ {wheel.as_uri()} --hash=sha256:{digest}\n")
-    argv = [
-        uv_bin(),
-        "pip",
-        "install",
-        "--no-config",
-        "--python",
-        str(python),
-        "--index-url",
-        dependencies_from,
-        "-r",
-        str(requirements),
-    ]
+    requirements.write_text(f"{request.project} @ {inside.as_uri()} --hash=sha256:{digest}\n")
+    argv = [uv_bin(), "pip", "install", "--no-config", "--python", str(python), "--index-url", dependencies_from]
     show = ["uv", "pip", "install", wheel.name, "(sha256 required)", "--index-url", dependencies_from]
+    ws.step(f"installing {request.project}=={request.version} (wheels only)")
+    if (
+        runner.run(ws, [*argv, "--no-build", "-r", str(outside)], show=[*show, "--no-build"], check=False).returncode
+        == 0
+    ):
+        return
+    network = Sandbox(network=index_network([dependencies_from]))
     for attempt in range(1, request.install_attempts + 1):
-        ws.step(f"installing {request.project}=={request.version} (attempt {attempt})")
-        result = runner.run(ws, argv, show=show, check=False)
+        ws.step(f"installing {request.project}=={request.version} in the sandbox (attempt {attempt})")
+        result = runner.run(ws, [*argv, "-r", str(requirements)], show=show, check=False, sandbox=network)
         if result.returncode == 0:
             return
         if attempt == request.install_attempts:
             raise StepFailed(
                 f"{request.project}=={request.version} did not install with its dependencies from "
-                f"{dependencies_from} after {attempt} attempts: "
-                f"{result.tail[-1].strip() if result.tail else 'see the log'}"
+                f"{dependencies_from} after {attempt} attempts: {_uv_error(result.tail)}"
             )
         time.sleep(request.install_backoff * 2 ** (attempt - 1))
+
+
+def _uv_error(tail: list[str]) -> str:
+    """What uv said went wrong: from its last ``error:`` line on (the
+    resolver's reasons follow it), in one line."""
+    starts = [n for n, line in enumerate(tail) if line.lstrip().startswith("error:")]
+    said = [line.strip() for line in tail[starts[-1] if starts else -1 :] if line.strip()]
+    return " ".join(said)[:600] or "see the log"
 
 
 def top_level_modules(wheel: Path) -> list[str]:

@@ -13,11 +13,18 @@ from typing import Protocol
 from releases.errors import JobLost
 
 
+def private_folder(workdir: Path) -> Path:
+    return workdir.with_name(workdir.name + ".private")
+
+
 class Log(Protocol):
     """Where a step's output goes, line by line."""
 
     # Set once the job is no longer this worker's: steps stop at once.
     lost: threading.Event
+    # Set once the commands' output reached the job log's limit: the
+    # command printing is stopped, and what it prints next is not kept.
+    full: threading.Event
 
     def write(self, text: str) -> None: ...
 
@@ -31,6 +38,13 @@ class Workspace:
     log: Log
     # Called with what the job is doing now (shown beside its elapsed time).
     on_step: Callable[[str], None] = field(default=lambda text: None)
+
+    @property
+    def private(self) -> Path:
+        """A folder beside ``workdir`` that no sandbox ever sees: where the
+        worker keeps what it takes out of the job's folder (build outputs)
+        or fetches for it (the wheel to verify)."""
+        return private_folder(self.workdir)
 
     def step(self, text: str) -> None:
         self.check_owned()

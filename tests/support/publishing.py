@@ -71,6 +71,7 @@ class LinesLog:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.lost = threading.Event()
+        self.full = threading.Event()
 
     def write(self, text: str) -> None:
         self.lines.extend(text.splitlines())

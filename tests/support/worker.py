@@ -24,9 +24,17 @@ class WorkerProcess:
     """One ``celery worker`` process on the test database and queue."""
 
     def __init__(
-        self, logdir: Path, name: str = "worker", *, env: dict[str, str] | None = None, pool: str = "solo"
+        self,
+        logdir: Path,
+        name: str = "worker",
+        *,
+        env: dict[str, str] | None = None,
+        pool: str = "solo",
+        root: Path | None = None,
     ) -> None:
         self.logdir = logdir
+        # The checkout whose code the worker runs (another one to compare with).
+        self.root = root or Path(__file__).resolve().parents[2]
         self.name = name
         self._env = env
         self.pool = pool
@@ -63,7 +71,7 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env(),
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=self.root,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -100,3 +108,36 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class WorkerPair:
+    """A builder and a publisher, as the console runs in production
+    (docs/security.md): the builder runs the jobs that run package code and
+    holds no token key ring, the publisher runs the rest. One worker to the
+    tests that start, stop or kill it."""
+
+    def __init__(self, logdir: Path) -> None:
+        base = child_process_env()
+        builder = {k: v for k, v in base.items() if k != "CONSOLE_TOKEN_KEYS"}
+        self.builder = WorkerProcess(logdir, "builder", env={**builder, "WORKER_ROLE": "builder"})
+        self.publisher = WorkerProcess(logdir, "publisher", env={**base, "WORKER_ROLE": "publisher"})
+        self.processes = (self.builder, self.publisher)
+
+    def start(self) -> None:
+        for process in self.processes:
+            if not process.alive():
+                process.start()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def kill(self) -> None:
+        for process in self.processes:
+            process.kill()
+
+    def alive(self) -> bool:
+        return all(process.alive() for process in self.processes)
+
+    def log_text(self) -> str:
+        return "".join(process.log_text() for process in self.processes)

@@ -5,9 +5,10 @@
 3. Start the sandbox index (devpi-server on loopback) and seed the
    environments: ``sandbox`` (that index), ``test-pypi`` and ``pypi``
    (the real services, without tokens).
-4. Start the web server, a worker and beat, and wait. Ctrl-C or TERM
-   stops every process started (releases/management/commands/_supervisor.py);
-   so does any of them stopping, with a message that names it.
+4. Start the web server, a builder and a publisher worker
+   (docs/security.md) and beat, and wait. Ctrl-C or TERM stops every
+   process started (releases/management/commands/_supervisor.py); so does
+   any of them stopping, with a message that names it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from releases.management.commands._supervisor import STOP_GRACE, Child, Supervisor
 from releases.models import Environment
 from releases.services.projects import environment_create
+from releases.steps.sandbox import sandbox_status
 
 BIN = Path(sys.executable).parent
 
 
 class Command(BaseCommand):
-    help = "Run the console on its embedded default: web server, worker, beat and a sandbox index."
+    help = (
+        "Run the console on its embedded default: web server, builder and publisher workers, beat and a sandbox index."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000)
@@ -49,6 +53,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _interrupt)
         call_command("migrate", verbosity=0)
         self.create_admin()
+        self.say_sandbox()
         children = Supervisor()
         stopped: Child | None = None
         try:
@@ -58,7 +63,8 @@ class Command(BaseCommand):
             # Passkeys answer only the origin they were made on; browsers allow http for localhost alone.
             env.setdefault("WEBAUTHN_ORIGINS", f"http://localhost:{options['port']}")
             here = settings.BASE_DIR
-            children.start("the worker", worker_command(), env=env, cwd=here)
+            for role, worker_env in worker_environments(env).items():
+                children.start(f"the {role}", worker_command(role), env=worker_env, cwd=here)
             children.start("beat", beat_command(), env=env, cwd=here)
             children.start("the web server", web_command(options["port"]), env=env, cwd=here)
             self.stdout.write(
@@ -69,13 +75,28 @@ class Command(BaseCommand):
             stopped = children.wait_for_any()
             self.stderr.write(f"{stopped.name} stopped (exit {stopped.process.returncode}); stopping the rest.")
         except KeyboardInterrupt:
-            self.stdout.write("Stopping the web server, the worker, beat and the sandbox index.")
+            self.stdout.write("Stopping the web server, the workers, beat and the sandbox index.")
         finally:
             killed = children.stop()
             if killed:
                 self.stderr.write(f"Killed after {STOP_GRACE:.0f} s: {', '.join(killed)}.")
         if stopped is not None:
             raise CommandError(f"The console stopped because {stopped.name} did; its output is above.")
+
+    def say_sandbox(self) -> None:
+        """Whether package code will run in the sandbox here, before any does."""
+        if settings.UNSAFE_UNSANDBOXED_BUILDS:
+            self.stdout.write(
+                self.style.ERROR("CONSOLE_UNSAFE_UNSANDBOXED_BUILDS is set: package code runs unsandboxed.")
+            )
+            return
+        status = sandbox_status()
+        if status.usable:
+            self.stdout.write(f"Package code runs in the sandbox: {status.reason}.")
+        else:
+            self.stdout.write(
+                self.style.ERROR(f"The sandbox does not work here ({status.reason}): builds and verifies will fail.")
+            )
 
     def create_admin(self) -> None:
         if User.objects.filter(is_superuser=True).exists():
@@ -117,8 +138,11 @@ class Command(BaseCommand):
             )
 
 
-def worker_command() -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO", "--concurrency", "2"]
+def worker_command(role: str) -> list[str]:
+    return [
+        *[sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+        *["--hostname", f"{role}@%h"],
+    ]
 
 
 def beat_command() -> list[str]:
@@ -144,6 +168,13 @@ def web_command(port: int) -> list[str]:
         "--access-logfile",
         "-",
     ]
+
+
+def worker_environments(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """A builder (package code, in the sandbox; no token key ring) and a
+    publisher (the jobs that hold tokens; never package code)."""
+    builder = {k: v for k, v in env.items() if k != "CONSOLE_TOKEN_KEYS"}
+    return {"builder": {**builder, "WORKER_ROLE": "builder"}, "publisher": {**env, "WORKER_ROLE": "publisher"}}
 
 
 class SandboxIndex:
