@@ -33,7 +33,7 @@ run: install
 # with the command that installs it (tests/support/tools.py).
 test: install lint
 	$(BIN)/python -m tests.support.tools
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python -m pytest -m "not slow" --durations=30 $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
 # Refresh the screenshots in docs/ from the browser tests.

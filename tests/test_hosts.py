@@ -327,7 +327,8 @@ def test_reapers_on_both_hosts_at_once_requeue_and_resend_each_job_once(stack: H
         )
     )
     broker = redis.Redis.from_url(stack.redis.url(0))
-    broker.delete("console-hosts")  # every message lost
+    queues = ("console-hosts", "console-hosts.builder")  # the publishers' queue and the builders'
+    broker.delete(*queues)  # every message lost
     stale = [t.release("1.0.0").jobs.using(ALIAS).get().pk for t in targets]
     lost = [t.release("1.0.1").jobs.using(ALIAS).get().pk for t in targets]
     # What a dead worker leaves: jobs running, their heartbeats old.
@@ -361,7 +362,7 @@ def test_reapers_on_both_hosts_at_once_requeue_and_resend_each_job_once(stack: H
     assert sorted(requeued) == sorted(stale), reports
     assert sorted(resent) == sorted(lost), reports
     assert [r["failed"] for r in reports] == [[]] * len(reports)
-    messages = broker.llen("console-hosts")
+    messages = sum(broker.llen(queue) for queue in queues)
     assert messages == len(stale) + len(lost), "a job was sent more than once"
     for pk in stale:
         assert AuditEvent.objects.using(ALIAS).filter(action="job.queued", object_id=str(pk)).count() == 1
