@@ -121,7 +121,7 @@ class EmbeddedWorker:
     def start(self) -> None:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.process = subprocess.Popen(
-            worker_command(),
+            worker_command("all"),
             cwd=ROOT,
             env=embedded_env(self.var_dir),
             stdout=self.log_path.open("ab"),
