@@ -60,10 +60,11 @@ compose-check:
 	else echo "docker-compose.yml refuses to start without .env's secrets: good"; fi
 	@rm -f $(COMPOSE_CHECK_ENV)
 
-# Faults mid-release (SIGKILLed workers, Redis and PostgreSQL restarts), each on
-# services of its own: the long forms, with a summary table at the end.
+# The long forms of the tests marked slow: faults mid-release (SIGKILLed
+# workers, Redis and PostgreSQL restarts, each on services of its own, with a
+# summary table at the end), the sandbox's limits, make run stopped by TERM.
 chaos: install
-	$(BIN)/python -m pytest -m slow tests/test_chaos.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # Benchmarks: each prints a table and, last, one line with its figure.
 # They use the bench database (BENCH_DATABASE_URL) and Redis db 5 (BENCH_REDIS_URL).

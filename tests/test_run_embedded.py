@@ -122,7 +122,9 @@ def sign_in(page: Page, console: EmbeddedConsole) -> None:
 
 
 @needs("chromium")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+@pytest.mark.parametrize(
+    "sig", [pytest.param(signal.SIGINT, id="ctrl-c"), pytest.param(signal.SIGTERM, id="term", marks=pytest.mark.slow)]
+)
 def test_stopping_the_console_stops_every_process_and_frees_its_ports_with_live_pages_open(console, tmp_path, sig):
     console.start()
     repo = slow_sample(tmp_path / "sample-pkg")
