@@ -27,11 +27,17 @@ def totp_now(device: TOTPDevice) -> str:
 def verified_client(user: User) -> Client:
     """A browser session of ``user``, signed in and verified with a confirmed
     authenticator app (made here), as after the second-factor page."""
+    client = Client()
+    client.force_login(user)
+    return verify_session(client, user)
+
+
+def verify_session(client: Client, user: User) -> Client:
+    """Verify ``client``'s session (signed in as ``user``) with an authenticator
+    app of theirs, made here when they have none: what the admin site asks for."""
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     if device is None:
         device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
-    client = Client()
-    client.force_login(user)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     second_factor_session_stamp(session, timezone.now())
