@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core import mail
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from releases.models import Approval, AuditEvent, ChangeRequest, Deployment, Environment, Job
@@ -20,6 +20,7 @@ from releases.services.credentials import credential_set_value
 from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_change, project_create
+from releases.services.roles import role_assign
 from tests.support.insider import (
     admin_form,
     environment_admin_url,
@@ -263,6 +264,27 @@ def test_lowering_approvals_in_the_environment_admin_waits_for_a_second_admin(
     event = insider_events("environment.changed")[-1]
     assert event.actor_name == "adam" and event.data["change_request"] == change.pk
     assert event.data["required_approvals"] == {"before": 1, "after": 0}
+
+
+def test_an_admin_who_lowers_approvals_still_cannot_publish_alone(
+    transactional_db, monkeypatch, insider_people, insider_pypi, tmp_path: Path
+):
+    monkeypatch.setattr("releases.services.jobs.job_send", lambda job_id, kind=None: None)
+    mallory = insider_people["mallory"]
+    role_assign(mallory, "releaser", actor=None)
+    client = verified_client(mallory)
+    url = environment_admin_url(insider_pypi)
+    client.post(url, {**admin_form(client, url), "required_approvals": 0, "_save": "Save"})
+    change = ChangeRequest.objects.get()
+    project = project_create(name="sample-pkg", source=str(tmp_path), actor=None)
+    release = stored_release(project, "1.0.0", build_package(tmp_path, "sample-pkg", "1.0.0").paths)
+
+    deployment = deployment_request(release=release, environment=insider_pypi, actor=User.objects.get(pk=mallory.pk))
+
+    assert deployment.state == Deployment.State.PENDING_APPROVAL and deployment.required_approvals == 1
+    # Nor does the database take her decision on her own request, whatever code writes it.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ChangeRequest.objects.filter(pk=change.pk).update(decided_by=mallory)
 
 
 def test_another_upload_url_in_the_environment_admin_is_a_request_and_raising_is_at_once(insider_people, insider_pypi):
