@@ -23,6 +23,7 @@ from releases.services.people_audit import (
     group_members_changed,
     person_after_save,
     person_before_save,
+    person_deleted,
     person_groups_changed,
     person_groups_changing,
     person_permissions_changed,
@@ -105,3 +106,8 @@ def audit_person_permissions(sender: object, instance: object, action: str, **kw
         instance._audit_permissions = direct_permissions(instance)  # type: ignore[attr-defined]
     elif action.startswith("post_"):
         person_permissions_changed(instance, getattr(instance, "_audit_permissions", []))
+
+
+@receiver(post_delete, sender=User, dispatch_uid="audit_person_deleted")
+def audit_person_deleted(sender: type[User], instance: User, **kwargs: Any) -> None:
+    person_deleted(instance)

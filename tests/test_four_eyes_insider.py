@@ -223,6 +223,8 @@ def test_people_changed_outside_the_console_are_in_the_chain_with_before_and_aft
     changed = insider_events("person.changed")[-1]
     assert changed.data["is_superuser"] == {"before": False, "after": True}
     assert changed.data["outside_the_console_pages"] is True
+    make_user("sock-puppet").delete()
+    assert insider_events("person.deleted")[-1].data["username"] == "sock-puppet"
     assert audit_verify_chain() is None
 
 

@@ -69,6 +69,7 @@ class AuditAction(models.TextChoices):
 
     PERSON_CREATED = "person.created", "Person added"
     PERSON_CHANGED = "person.changed", "Person changed"
+    PERSON_DELETED = "person.deleted", "Person deleted"
     PASSWORD_CHANGED = "person.password_changed", "Password changed"
     PASSWORD_RESET = "person.password_reset", "Password reset"
     PERSON_CHANGE_REFUSED = "person.change_refused", "Change to a person refused"

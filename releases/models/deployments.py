@@ -66,6 +66,8 @@ class Destination(TypedDict):
     require_second_factor: bool
     publish_mode: str
     workflow_environment: str
+    github_repository: str
+    workflow_file: str
 
 
 class ShippedSummary(TypedDict):

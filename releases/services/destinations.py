@@ -28,6 +28,8 @@ LABELS = {
     "require_second_factor": "second-factor rule",
     "publish_mode": "publish mode",
     "workflow_environment": "workflow environment",
+    "github_repository": "project's GitHub repository",
+    "workflow_file": "project's publishing workflow",
 }
 
 
@@ -52,6 +54,9 @@ def destination_of(environment: Environment, project: Project) -> Destination:
         "require_second_factor": environment.require_second_factor,
         "publish_mode": project.publish_mode,
         "workflow_environment": environment.workflow_environment,
+        # Trusted Publishing: the workflow that receives the approved files.
+        "github_repository": project.github_repository if project.publishes_through_workflow else "",
+        "workflow_file": project.workflow_file if project.publishes_through_workflow else "",
     }
 
 

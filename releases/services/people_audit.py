@@ -157,3 +157,9 @@ def direct_permissions(user: User) -> list[str]:
         f"{app}.{codename}"
         for app, codename in Permission.objects.filter(user=user).values_list("content_type__app_label", "codename")
     )
+
+
+def person_deleted(user: User) -> None:
+    """A person deleted (a shell; the admin deletes no one): who they were."""
+    actor, marks = _who()
+    audit_record(actor=actor, action=AuditAction.PERSON_DELETED, target=user, data={**person_values(user), **marks})
