@@ -119,6 +119,27 @@ def test_an_admin_cannot_set_another_persons_password_in_the_admin(insider_peopl
     assert not insider_events("person.password_changed")
 
 
+def test_a_person_added_in_the_admin_has_no_role_and_is_in_the_chain(insider_people):
+    client = verified_client(insider_people["mallory"])
+
+    answer = client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "sock-puppet",
+            "email": "puppet@example.org",
+            "password": "a long enough passphrase 9",
+            "_save": "1",
+        },
+    )
+
+    assert answer.status_code == 302, answer.content[:2000]
+    puppet = User.objects.get(username="sock-puppet")
+    assert list(puppet.groups.all()) == [] and not puppet.is_staff and not puppet.is_superuser
+    created = insider_events("person.created")[-1]
+    assert created.actor_name == "mallory" and created.data["username"] == "sock-puppet"
+    assert "password" not in created.data and created.data["password_usable"] is True
+
+
 def test_a_role_is_given_only_when_another_admin_approves_and_the_chain_keeps_before_and_after(insider_people):
     mallory, adam = insider_people["mallory"], insider_people["adam"]
     client = verified_client(mallory)
