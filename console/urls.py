@@ -3,14 +3,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from releases.views import passkeys
+from releases.views import change_requests, passkeys
 from releases.views.health import healthz
-
-admin.site.site_header = "Release console administration"
-admin.site.site_title = "Release console"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # One's own password, through releases.services.people (audited as the person's).
+    path("accounts/password_change/", change_requests.password_change, name="password_change"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", healthz, name="healthz"),
     # django-otp-webauthn's template tags reverse these names in its own namespace.

@@ -1,4 +1,12 @@
-"""Administration of projects, environments and credentials; history read-only."""
+"""Administration of projects, environments, credentials and people; history read-only.
+
+The site asks for a session verified with a second factor. What lowers an
+environment's protection, and what could hand one person another's power
+(a role, another person's account, password or second factor), is filed as
+a change request that a second administrator decides on the console's
+change requests page; nothing here offers the superuser flag, groups or
+permissions (superusers are made on the server, with ``createsuperuser``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from releases.models import (
+    ChangeRequest,
     Credential,
     Deployment,
     Environment,
@@ -20,7 +34,23 @@ from releases.models import (
     WorkflowRun,
 )
 from releases.services.credentials import credential_change, credential_create, credential_set_value
-from releases.services.projects import environment_create, environment_update, project_create, project_update
+from releases.services.people import (
+    password_reset_request,
+    person_create,
+    person_update,
+    role_request,
+    role_take,
+    second_factor_reset_request,
+)
+from releases.services.people_audit import roles_of
+from releases.services.projects import (
+    environment_change,
+    environment_create,
+    environment_credential_check,
+    project_create,
+    project_update,
+)
+from releases.services.roles import ROLES
 
 
 class CredentialForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -129,8 +159,43 @@ class ProjectAdmin(ServiceAdmin):
         return project_update(obj, actor=request.user, **changes)
 
 
+class EnvironmentForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Environment
+        fields = [
+            "name",
+            "title",
+            "upload_url",
+            "index_url",
+            "fallback_index_url",
+            "project_url_template",
+            "credential",
+            "required_approvals",
+            "requires_success_in",
+            "allowed_ref_pattern",
+            "request_ttl_hours",
+            "require_second_factor",
+            "workflow_environment",
+            "position",
+            "block_severity",
+            "pypi_rules",
+            "index_account",
+        ]
+
+    def clean_credential(self) -> Credential | None:
+        credential: Credential | None = self.cleaned_data.get("credential")
+        if credential is not None:
+            existing = self.instance if self.instance.pk else None
+            try:
+                environment_credential_check(credential, exclude=existing)
+            except ValidationError as exc:
+                raise ValidationError(exc.message_dict["credential"]) from None
+        return credential
+
+
 @admin.register(Environment)
 class EnvironmentAdmin(ServiceAdmin):
+    form = EnvironmentForm
     list_display = ["name", "title", "index_url", "required_approvals", "requires_success_in", "position"]
     list_editable = ["position"]
 
@@ -154,7 +219,35 @@ class EnvironmentAdmin(ServiceAdmin):
         )
 
     def update(self, request: HttpRequest, obj: Environment, changes: dict[str, Any]) -> Environment:
-        return environment_update(obj, actor=request.user, **changes)
+        result = environment_change(obj, actor=request.user, **changes)
+        if result.request is not None:
+            request.change_filed = True  # type: ignore[attr-defined]
+            fields = ", ".join(result.request.changes)
+            messages.warning(
+                request,
+                f"Lowering the protection of {obj.name} ({fields}) waits for a second administrator: "
+                f"change request #{result.request.pk}. Nothing of it is in effect yet.",
+            )
+        return result.environment
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        try:
+            super().save_model(request, obj, form, change)
+        except ValidationError as exc:
+            # A second request for the same environment, or one that fails its rules: nothing changed.
+            request.change_filed = True  # type: ignore[attr-defined]
+            messages.error(request, " ".join(exc.messages))
+            obj.refresh_from_db()
+
+    def message_user(  # type: ignore[override]
+        self, request: HttpRequest, message: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if getattr(request, "change_filed", False):
+            return  # "changed successfully" would say more than happened
+        super().message_user(request, message, *args, **kwargs)
 
 
 class HistoryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -234,3 +327,150 @@ class WorkflowRunAdmin(HistoryAdmin):
         "conclusion",
         "jobs",
     ]
+
+
+class PersonChangeForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = User
+        fields = ["username", "first_name", "last_name", "email", "is_active"]
+
+
+class PersonAddForm(forms.ModelForm):  # type: ignore[type-arg]
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        required=False,
+        help_text="Optional: empty, the person has no password until one is reset for them.",
+    )
+
+    class Meta:
+        model = User
+        fields = ["username", "email"]
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):  # type: ignore[type-arg]
+    """People, through ``releases.services.people``: no superuser flag, no
+    groups, no permissions, no password of another person. Roles are asked
+    for with the actions above the list (a second administrator approves);
+    taking one away is at once."""
+
+    form = PersonChangeForm
+    add_form = PersonAddForm
+    fieldsets = (
+        (None, {"fields": ("username",)}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("is_active", "roles", "is_staff", "is_superuser", "last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"fields": ("username", "email", "password")}),)
+    readonly_fields = ("roles", "is_staff", "is_superuser", "last_login", "date_joined")
+    list_display = ("username", "email", "roles", "is_active", "is_superuser")
+    list_filter = ("is_active", "groups")
+    filter_horizontal = ()
+    actions = [
+        *[f"request_{role}" for role in ROLES],
+        *[f"take_{role}" for role in ROLES],
+        "request_password_reset",
+        "request_second_factor_reset",
+    ]
+
+    @admin.display(description="Roles")
+    def roles(self, user: User) -> str:
+        return ", ".join(roles_of(user)) or "—"
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        found = super().get_actions(request)
+        found.pop("delete_selected", None)
+        return found
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deactivate instead: the audit trail names them
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        if not change:
+            created = person_create(
+                username=obj.username, email=obj.email, password=form.cleaned_data.get("password"), actor=request.user
+            )
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            return
+        changes = {field: form.cleaned_data[field] for field in form.changed_data if field in form.cleaned_data}
+        try:
+            result = person_update(User.objects.get(pk=obj.pk), actor=request.user, **changes)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            obj.refresh_from_db()
+            return
+        if result.request is not None:
+            messages.warning(
+                request,
+                f"Changing {', '.join(result.request.changes)} of {obj.username} waits for a second administrator: "
+                f"change request #{result.request.pk}.",
+            )
+        obj.refresh_from_db()
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:  # type: ignore[type-arg]
+        """No many-to-many field is on these forms; nothing else is written."""
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """Another person's password is never set by an administrator: ask for
+        a reset (a second administrator approves; the person chooses it)."""
+        user = self.get_object(request, id)
+        if user is not None and user.pk == request.user.pk:
+            return HttpResponseRedirect(reverse("password_change"))
+        raise PermissionDenied(
+            "An administrator does not set another person's password. Select the person in the list and "
+            "choose 'Ask a second admin to reset the password'."
+        )
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[User], what: Any, done: str) -> None:
+        for user in queryset:
+            try:
+                result = what(user)
+            except ValidationError as exc:
+                messages.error(request, f"{user.username}: {' '.join(exc.messages)}")
+                continue
+            suffix = f" (change request #{result.pk}, waiting for a second administrator)" if result else ""
+            messages.success(request, f"{user.username}: {done}{suffix}.")
+
+    @admin.action(description="Ask a second admin to reset the password")
+    def request_password_reset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._each(request, queryset, lambda u: password_reset_request(u, actor=request.user), "password reset asked")
+
+    @admin.action(description="Ask a second admin to reset the second factor")
+    def request_second_factor_reset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda u: second_factor_reset_request(u, actor=request.user),
+            "second factor reset asked",
+        )
+
+
+def _role_action(verb: str, role: str) -> Any:
+    def action(modeladmin: PersonAdmin, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        if verb == "request":
+            modeladmin._each(
+                request, queryset, lambda u: role_request(u, role, actor=request.user), f"{role} role asked"
+            )
+        else:
+            modeladmin._each(request, queryset, lambda u: role_take(u, role, actor=request.user), f"no longer {role}")
+
+    action.__name__ = f"{verb}_{role}"
+    description = f"Ask a second admin to give the {role} role" if verb == "request" else f"Take the {role} role away"
+    return admin.action(description=description)(action)
+
+
+for _role in ROLES:
+    for _verb in ("request", "take"):
+        setattr(PersonAdmin, f"{_verb}_{_role}", _role_action(_verb, _role))
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(HistoryAdmin):
+    """Read here; decided on the console's change requests page."""
+
+    list_display = ["pk", "kind", "target_name", "state", "outcome", "requested_by", "decided_by", "created_at"]
+    list_filter = ["state", "outcome", "kind"]

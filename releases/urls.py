@@ -5,6 +5,7 @@ from django.urls import URLPattern, path
 from releases.views import (
     approvals,
     audit,
+    change_requests,
     dashboard,
     handouts,
     history,
@@ -47,6 +48,9 @@ urlpatterns: list[URLPattern] = [
     path("deployments/<int:deployment_id>/approval/decide/", approvals.approval_decide, name="approval_decide"),
     path("deployments/<int:deployment_id>/approval/cancel/", approvals.approval_cancel_view, name="approval_cancel"),
     path("audit/", audit.audit, name="audit"),
+    path("changes/", change_requests.change_requests, name="change_requests"),
+    path("changes/<int:change_id>/decide/", change_requests.change_request_decide, name="change_request_decide"),
+    path("changes/<int:change_id>/cancel/", change_requests.change_request_cancel, name="change_request_cancel"),
     path("account/second-factor/", second_factor.second_factor, name="second_factor"),
     path("account/second-factor/confirm/", second_factor.second_factor_confirm_view, name="second_factor_confirm"),
     path("account/second-factor/verify/", second_factor.second_factor_verify, name="second_factor_verify"),

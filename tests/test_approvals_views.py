@@ -25,6 +25,7 @@ from releases.services.deployments import deployment_request
 from releases.services.lifecycle import transition
 from releases.services.projects import environment_create
 from tests.support.console import DeploymentFactory, ProjectFactory, ReleaseFactory
+from tests.support.insider import verify_session
 from tests.support.people import make_user
 
 PASSWORD = "correct horse battery staple"
@@ -310,7 +311,8 @@ def test_otp_reset_removes_a_lost_device_and_is_audited(people, capsys):
 def test_an_administrator_deleting_a_device_in_the_admin_is_audited(people):
     verified_client(people["approver"])
     device = TOTPDevice.objects.get(user=people["approver"])
-    response = client_for(people["admin"]).post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    admin = verify_session(client_for(people["admin"]), people["admin"])
+    response = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not TOTPDevice.objects.filter(pk=device.pk).exists()
     event = AuditEvent.objects.get(action="second_factor.device_removed")

@@ -19,6 +19,7 @@ from releases.services.deployments import deployment_request
 from releases.services.releases import release_create
 from tests.conftest import index_environment, wait_built, wait_final, wait_for
 from tests.support.broker import BrokerRecorder
+from tests.support.insider import verify_session
 
 CANARY = "pypi-AgEIcHlwaS5vcmc" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
 
@@ -71,6 +72,7 @@ def test_a_planted_token_is_absent_from_the_dump_logs_errors_broker_and_pages(
 
     admin = User.objects.create_superuser("root", "root@example.org", "pw-for-tests-only")
     client.force_login(admin)
+    verify_session(client, admin)
     urls = [
         "/",
         "/history/",

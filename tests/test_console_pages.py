@@ -29,12 +29,15 @@ from tests.support.console import (
     ReleaseFactory,
     person_with_role,
 )
+from tests.support.insider import verify_session
 
 
 def signed_in(role: str) -> Client:
     client = Client()
-    client.force_login(person_with_role(role))
-    return client
+    user = person_with_role(role)
+    client.force_login(user)
+    # The admin site asks for a session verified with a second factor.
+    return verify_session(client, user) if role == "admin" else client
 
 
 @pytest.mark.django_db
@@ -172,7 +175,9 @@ def test_credential_admin_never_shows_the_secret_again():
 @pytest.mark.django_db
 def test_history_is_read_only_in_the_admin_even_for_a_superuser():
     client = Client()
-    client.force_login(User.objects.create_superuser("root", password=PASSWORD))
+    root = User.objects.create_superuser("root", password=PASSWORD)
+    client.force_login(root)
+    verify_session(client, root)
     release = ReleaseFactory(project__name="sample-pkg", version="1.0.0")
     assert client.get(reverse("admin:releases_release_change", args=[release.pk])).status_code == 200
     assert client.get(reverse("admin:releases_release_add")).status_code == 403

@@ -21,6 +21,7 @@ from releases.services.projects import environment_create, project_set_github
 from releases.services.webhooks import webhook_process
 from tests.conftest import served, wait_built, wait_final, wait_for
 from tests.support.console import DeploymentFactory, ReleaseFactory
+from tests.support.insider import verify_session
 from tests.support.sample import SampleRepo
 
 SECRET = "It's a Secret to Everybody"
@@ -376,6 +377,7 @@ def test_project_github_command_stores_the_secrets_encrypted(project, tmp_path, 
 def test_admins_see_deliveries_but_cannot_change_them(client, admin_user, hooked_project):
     post(client, b"{}", event="ping", signature="sha256=" + "0" * 64)
     client.force_login(admin_user)
+    verify_session(client, admin_user)
     delivery = WebhookDelivery.objects.get()
 
     listing = client.get(reverse("admin:releases_webhookdelivery_changelist"))

@@ -213,7 +213,9 @@ def test_the_embedded_sqlite_database_refuses_to_change_an_audit_event(empty_dat
     # Deleting a person who acted is the one change let through: their events keep their name.
     deleted = manage_in(empty_database, "shell", "-c", SQLITE_PERSON_DELETED)
     assert deleted.returncode == 0, deleted.stderr
-    assert "[(None, 'alice')]" in deleted.stdout
+    # The person's creation and deletion (from a shell: the system's,
+    # releases.services.people_audit), and her change between them.
+    assert "[(None, 'system'), (None, 'alice'), (None, 'system')]" in deleted.stdout
 
     database = sqlite3.connect(Path(empty_database["CONSOLE_VAR_DIR"]) / "console.sqlite3")
     refused = {
@@ -226,7 +228,7 @@ def test_the_embedded_sqlite_database_refuses_to_change_an_audit_event(empty_dat
         with pytest.raises(sqlite3.IntegrityError, match=message):
             database.execute(statement)
     database.close()
-    assert "audit chain intact: 1 events" in manage_in(empty_database, "audit_verify").stdout
+    assert "audit chain intact: 3 events" in manage_in(empty_database, "audit_verify").stdout
 
 
 # Run by `manage.py shell -c`: migrate to 0014, write environments for

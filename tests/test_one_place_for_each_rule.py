@@ -15,6 +15,7 @@ from django.utils import timezone
 from releases.models import Approval, AuditEvent, Deployment, Environment, Project, Release
 from releases.services.deployments import deployment_blockers, deployment_request
 from tests.support.console import EnvironmentFactory, ProjectFactory, ReleaseFactory, person_with_role
+from tests.support.insider import verify_session
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +32,10 @@ PROJECT_FORM = {
 
 def admin_client() -> Client:
     client = Client()
-    client.force_login(person_with_role("admin"))
-    return client
+    admin = person_with_role("admin")
+    client.force_login(admin)
+    # The admin site asks for a session verified with a second factor.
+    return verify_session(client, admin)
 
 
 def environment_form(environment: Environment, **changes: object) -> dict[str, object]:
@@ -100,12 +103,15 @@ def test_an_admin_change_goes_through_the_service_and_is_audited_with_before_and
 
     response = admin_client().post(
         reverse("admin:releases_environment_change", args=[environment.pk]),
-        environment_form(environment, index_url="https://test.pypi.org/simple/"),
+        # Another index address would lower its protection (a change request,
+        # tests/test_four_eyes_insider.py); more approvals take effect at once.
+        environment_form(environment, title="Test PyPI (staging)", required_approvals=1),
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
     event = AuditEvent.objects.filter(action="environment.changed").latest("id")
-    assert event.data["index_url"] == {"before": "http://127.0.0.1:1/simple/", "after": "https://test.pypi.org/simple/"}
+    assert event.data["title"] == {"before": "Test PyPI", "after": "Test PyPI (staging)"}
+    assert event.data["required_approvals"] == {"before": 0, "after": 1}
 
 
 def test_the_admin_deletes_no_project_or_environment():

@@ -16,6 +16,7 @@ from releases.models import Approval, Deployment, Environment, Project
 from releases.services.approvals import ApprovalRefused, approval_give, artifact_digests
 from releases.services.deployments import INDEX_RULE, deployment_blockers, deployment_request
 from releases.services.projects import project_create, project_set_github
+from tests.support.insider import verify_session
 from tests.support.people import make_user
 from tests.support.publishing import pypi_environment, stored_release
 from tests.support.pypi_packages import build_package, twine_upload
@@ -128,7 +129,8 @@ def test_the_approval_page_says_these_bytes_go_from_the_consoles_workers(db, pyp
     ],
 )
 def test_an_environment_added_in_the_admin_has_pypis_rules_by_its_address(db, upload_url, index_url, rules):
-    response = signed_in(make_user("root", superuser=True)).post(
+    root = make_user("root", superuser=True)
+    response = verify_session(signed_in(root), root).post(
         reverse("admin:releases_environment_add"),
         {
             "name": "target", "title": "Target", "upload_url": upload_url, "index_url": index_url,

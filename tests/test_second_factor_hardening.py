@@ -26,6 +26,7 @@ from releases.models import Approval, AuditEvent, FailureTally
 from releases.services.second_factor import VERIFIED_AT_SESSION_KEY
 from releases.services.sign_in import failure_reports_flush
 from tests import test_approvals_views as approval_pages
+from tests.support.insider import verify_session
 from tests.support.people import make_user
 from tests.test_approvals_views import PASSWORD, decide_data, verified_client
 from tests.test_settings import run_manage
@@ -180,6 +181,7 @@ def test_an_administrator_removing_a_device_in_the_admin_is_mailed(
     device = TOTPDevice.objects.get(user=alice, confirmed=True)
     admin = Client()
     admin.force_login(people["admin"])
+    verify_session(admin, people["admin"])
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302

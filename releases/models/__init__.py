@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from releases.models.access import FailureTally
 from releases.models.audit import AuditAction, AuditChainHead, AuditEvent
+from releases.models.changes import DECIDE_CHANGE_PERMISSION, ChangeRequest
 from releases.models.deployments import (
     APPROVE_PERMISSION,
     PUBLISH_PERMISSION,
@@ -11,6 +12,7 @@ from releases.models.deployments import (
     Approval,
     Deployment,
     DeploymentFile,
+    Destination,
     FileProvenance,
     ShippedSummary,
 )
@@ -23,6 +25,7 @@ from releases.models.supply import CheckResult, DownloadCount, Sbom, Vulnerabili
 
 __all__ = [
     "APPROVE_PERMISSION",
+    "DECIDE_CHANGE_PERMISSION",
     "PUBLISH_PERMISSION",
     "REQUEST_PERMISSION",
     "Approval",
@@ -31,10 +34,12 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "BlockSeverity",
+    "ChangeRequest",
     "CheckResult",
     "Credential",
     "Deployment",
     "DeploymentFile",
+    "Destination",
     "DownloadCount",
     "Environment",
     "FailureTally",

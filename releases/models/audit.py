@@ -60,6 +60,20 @@ class AuditAction(models.TextChoices):
     CREDENTIAL_REPLACED = "credential.replaced", "Credential replaced"
     CREDENTIALS_KEY_ROTATED = "credentials.key_rotated", "Key ring rotated"
 
+    CHANGE_REQUESTED = "change_request.requested", "Change requested (waits for a second admin)"
+    CHANGE_APPLIED = "change_request.applied", "Change request approved and applied"
+    CHANGE_REFUSED = "change_request.refused", "Change request refused"
+    CHANGE_CANCELLED = "change_request.cancelled", "Change request cancelled"
+    CHANGE_FAILED = "change_request.failed", "Change request could not be applied"
+    CHANGE_DECISION_REFUSED = "change_request.decision_refused", "Decision on a change request refused"
+
+    PERSON_CREATED = "person.created", "Person added"
+    PERSON_CHANGED = "person.changed", "Person changed"
+    PERSON_DELETED = "person.deleted", "Person deleted"
+    PASSWORD_CHANGED = "person.password_changed", "Password changed"
+    PASSWORD_RESET = "person.password_reset", "Password reset"
+    PERSON_CHANGE_REFUSED = "person.change_refused", "Change to a person refused"
+
     ROLE_ASSIGNED = "role.assigned", "Role assigned"
     ROLE_REMOVED = "role.removed", "Role removed"
     SECOND_FACTOR_ENROLLED = "second_factor.enrolled", "Second factor enrolled"

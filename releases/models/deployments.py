@@ -49,6 +49,27 @@ class ShippedWorkflow(TypedDict):
     conclusion: str
 
 
+class Destination(TypedDict):
+    """``Deployment.destination``: where a push goes and under which rules,
+    recorded when it is asked for; approvals are bound to it, and the upload
+    refuses to start when the environment says anything else by then."""
+
+    environment: str
+    upload_url: str
+    index_url: str
+    credential_id: int | None
+    credential_username: str
+    # sha256 over the credential's user name and plain token, made when the
+    # push was asked for (never the token): another token shows here.
+    credential_fingerprint: str
+    required_approvals: int
+    require_second_factor: bool
+    publish_mode: str
+    workflow_environment: str
+    github_repository: str
+    workflow_file: str
+
+
 class ShippedSummary(TypedDict):
     """``Deployment.summary``: what shipped, written once when it succeeds."""
 
@@ -107,6 +128,9 @@ class Deployment(Finishing, models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     required_approvals = models.PositiveSmallIntegerField(default=0, help_text="Copied from the environment.")
+    destination = models.JSONField(
+        default=dict, blank=True, help_text="Where it goes, recorded when asked for (Destination)."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     verified_modules = models.JSONField(default=list, blank=True, help_text="The modules verify imported.")
     summary = models.JSONField(
@@ -183,6 +207,9 @@ class Approval(models.Model):
     decision = models.CharField(max_length=10, choices=Decision.choices)
     comment = models.TextField(blank=True)
     digests = models.JSONField(help_text="Sorted sha256 digests of the artifacts approved.")
+    destination = models.JSONField(
+        default=dict, blank=True, help_text="The deployment's destination this approval was given for."
+    )
     second_factor = models.BooleanField(default=False, help_text="Given in a session verified with a second factor.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -159,7 +159,7 @@ class Environment(models.Model):
     """A target package index, with the rules for publishing to it."""
 
     name = models.SlugField(max_length=50, unique=True)
-    title = models.CharField(max_length=100, help_text="Shown on buttons: 'Publish to <title>'.")
+    title = models.CharField(max_length=100, help_text="Shown on buttons, after 'Publish to'.")
     upload_url = models.URLField()
     index_url = models.URLField(help_text="The simple-index URL (PEP 503 / 691).")
     fallback_index_url = models.URLField(blank=True, help_text="Where dependencies come from during verify.")

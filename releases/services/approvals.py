@@ -27,12 +27,15 @@ from releases.services.deployments import (
     index_rule_blockers,
     requester_may_cancel,
 )
+from releases.services.destinations import destination_changes
 from releases.services.lifecycle import transition
 
 logger = logging.getLogger(__name__)
 State = Deployment.State
 Outcome = Deployment.Outcome
 
+# The environment no longer goes where the request recorded.
+DESTINATION = "destination"
 # The blocker a page answers with a way to verify, rather than a refusal.
 SECOND_FACTOR = "second_factor"
 # Refusals that say the person may not decide at all (403), rather than
@@ -72,6 +75,7 @@ def approvals_problem(deployment: Deployment) -> str | None:
     if required == 0:
         return None
     digests = artifact_digests(deployment)
+    destination = deployment.destination
     approvals = Approval.objects.filter(deployment=deployment)
     if approvals.filter(decision=Approval.Decision.REJECT).exists():
         return "The push was rejected."
@@ -80,13 +84,15 @@ def approvals_problem(deployment: Deployment) -> str | None:
         approval.approver_id
         for approval in approvals.filter(decision=Approval.Decision.APPROVE)
         if approval.digests == digests
+        and approval.destination == destination
         and approval.approver_id != deployment.requested_by_id
         and (approval.second_factor or not needs_second_factor)
     }
     if len(valid) < required:
         return (
             f"{len(valid)} of {required} required approvals are valid for the files about to be uploaded "
-            "(approvals by the requester, without a required second factor, or given for other files, do not count)."
+            "(approvals by the requester, without a required second factor, or given for other files or "
+            "another destination, do not count)."
         )
     return None
 
@@ -127,12 +133,21 @@ def approval_eligibility(deployment: Deployment, user: User, *, second_factor_ve
 
 
 def approve_blockers(deployment: Deployment) -> list[Blocker]:
-    """What stands against approving (not rejecting) ``deployment``: every
+    """What stands against approving (not rejecting) ``deployment``: the
+    environment pointing elsewhere than when the push was asked for, and every
     upload rule of PyPI its files would break on the environment. The page
     offers "Approve" exactly when this is empty; a rejection is always open."""
     if deployment.state != State.PENDING_APPROVAL:
         return []
-    return index_rule_blockers(deployment.release, deployment.environment)
+    changed = destination_changes(deployment)
+    moved = [
+        Blocker(
+            DESTINATION,
+            f"{deployment.environment.title} changed since this push was asked for: " + "; ".join(changed) + ". "
+            "An approval is bound to where the files go; reject this request, and ask for the push again.",
+        )
+    ]
+    return (moved if changed else []) + index_rule_blockers(deployment.release, deployment.environment)
 
 
 def _refusal(
@@ -208,6 +223,7 @@ def _store(
                 decision=decision,
                 comment=comment,
                 digests=digests,
+                destination=deployment.destination,
                 second_factor=second_factor,
             )
     except IntegrityError:
@@ -226,6 +242,7 @@ def _store(
             "decision": decision,
             "comment": comment,
             "digests": digests,
+            "destination": deployment.destination,
             "second_factor": second_factor,
         },
     )

@@ -7,6 +7,8 @@ one kept until ``credentials_rotate_key`` has re-encrypted every row.
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import transaction
@@ -119,6 +121,26 @@ def credential_reveal(credential: Credential) -> str:
     register_secret(value)
     Credential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
     return value
+
+
+def token_fingerprint(username: str, token: str) -> str:
+    """What binds an approval to one token without keeping the token: sha256
+    over a label, the user name and the plain token (a key rotation, which
+    re-encrypts, leaves it alone; another token changes it)."""
+    return hashlib.sha256(f"release-console credential\n{username}\n{token}".encode()).hexdigest()
+
+
+def credential_fingerprint(credential: Credential) -> str:
+    """``token_fingerprint`` of a stored credential, decrypted here for that alone."""
+    try:
+        value = key_ring().decrypt(bytes(credential.encrypted_value)).decode()
+    except InvalidToken:
+        raise CredentialError(
+            f"Credential {credential.name!r} cannot be decrypted with CONSOLE_TOKEN_KEYS: "
+            "the key that encrypted it is not in the key ring."
+        ) from None
+    register_secret(value)
+    return token_fingerprint(credential.username, value)
 
 
 def credentials_rotate_key() -> int:

@@ -36,6 +36,7 @@ from releases.models import (
 )
 from releases.selectors.supply import scan_policy_problem
 from releases.services.audit import audit_record
+from releases.services.destinations import destination_of
 from releases.services.index_rules import release_rule_problems
 from releases.services.jobs import job_cancel, job_create
 from releases.services.lifecycle import transition
@@ -133,7 +134,8 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
     1. ``deployment_blockers`` must find nothing but, at most, an active
        deployment of the same release there: a double click gets the
        deployment the first click started.
-    2. Write the deployment (pending approval, or queued) and audit it; the
+    2. Write the deployment (pending approval, or queued) with where it
+       goes (``destinations.destination_of``) and audit it; the
        database refuses a second active deployment of the same release to
        the same environment, so two clicks at once start one.
     3. If it needs no approval and the release is built, queue the upload;
@@ -146,9 +148,11 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
     if blockers:
         return _active(release, environment)
     needs_approval = environment.required_approvals > 0
+    destination = destination_of(environment, release.project)
     try:
         with transaction.atomic():
             deployment = Deployment.objects.create(
+                destination=destination,
                 release=release,
                 environment=environment,
                 requested_by=person(actor),
@@ -165,6 +169,7 @@ def deployment_request(*, release: Release, environment: Environment, actor: Act
                     "environment": environment.name,
                     "version": release.version,
                     "required_approvals": environment.required_approvals,
+                    "destination": destination,
                 },
             )
             if needs_approval:

@@ -15,6 +15,7 @@ a build's state apart from its outcome the same way).
 | DeploymentFile | pending → on_index → verified; pending → stopped            | uploaded, skipped; conflict, failed   |
 | Job            | queued → running → finished (running → queued: requeued)    | succeeded, failed, cancelled          |
 | Webhook        | queued → finished                                           | done, ignored, failed                 |
+| ChangeRequest  | pending → finished                                          | applied, refused, cancelled, failed   |
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from releases.actors import Actor
-from releases.models import AuditAction, Deployment, DeploymentFile, Job, Release, WebhookDelivery
+from releases.models import AuditAction, ChangeRequest, Deployment, DeploymentFile, Job, Release, WebhookDelivery
 from releases.redaction import redact
 from releases.services.audit import audit_record
 
@@ -41,6 +42,8 @@ J = Job.State
 JO = Job.Outcome
 W = WebhookDelivery.State
 WO = WebhookDelivery.Outcome
+C = ChangeRequest.State
+CO = ChangeRequest.Outcome
 
 NO_OUTCOME: frozenset[str] = frozenset()
 
@@ -111,15 +114,20 @@ JOB = Machine(
 )
 WEBHOOK = Machine("webhook", {W.QUEUED: {W.FINISHED: _f(WO.DONE, WO.IGNORED, WO.FAILED)}}, W.FINISHED)
 
+CHANGE_REQUEST = Machine(
+    "change_request", {C.PENDING: {C.FINISHED: _f(CO.APPLIED, CO.REFUSED, CO.CANCELLED, CO.FAILED)}}, C.FINISHED
+)
+
 MACHINES: dict[type[models.Model], Machine] = {
     Deployment: DEPLOYMENT,
     Release: RELEASE,
     DeploymentFile: FILE,
     Job: JOB,
     WebhookDelivery: WEBHOOK,
+    ChangeRequest: CHANGE_REQUEST,
 }
 
-Moving = TypeVar("Moving", Deployment, Release, DeploymentFile, Job, WebhookDelivery)
+Moving = TypeVar("Moving", Deployment, Release, DeploymentFile, Job, WebhookDelivery, ChangeRequest)
 
 
 def transition(
@@ -224,4 +232,6 @@ def _describe(thing: models.Model) -> dict[str, Any]:
         return {"kind": thing.kind, "attempt": thing.attempts, "deployment": thing.deployment_id}
     if isinstance(thing, WebhookDelivery):
         return {"event": thing.event, "delivery": thing.delivery_id, "project": thing.project_name}
+    if isinstance(thing, ChangeRequest):
+        return {"kind": thing.kind, "target": f"{thing.target_type}:{thing.target_name}", "changes": thing.changes}
     return {}

@@ -58,3 +58,25 @@ def _send_request_mail(deployment_id: int) -> None:
         except (OSError, smtplib.SMTPException):
             # The request stands and is listed under "Awaiting my approval"; the mail is a courtesy.
             logger.warning("could not mail %s about deployment %s", recipient, deployment_id, exc_info=True)
+
+
+def protection_notify(environment_name: str, lines: list[str], what: str) -> None:
+    """Tell every approver, once committed, that an environment's protection
+    was ``what``, with each value before and after."""
+    transaction.on_commit(lambda: _send_protection_mail(environment_name, lines, what))
+
+
+def _send_protection_mail(environment_name: str, lines: list[str], what: str) -> None:
+    people = [user for user in User.objects.filter(is_active=True).order_by("username") if user.email]
+    recipients = [user.email for user in people if user.has_perm(APPROVE_PERMISSION)]
+    link = settings.CONSOLE_URL.rstrip("/") + reverse("releases:change_requests")
+    body = (
+        f"The protection of the environment {environment_name} was {what}:\n\n"
+        + "\n".join(f"  {line}" for line in lines)
+        + f"\n\nChange requests and their decisions: {link}\n"
+    )
+    for recipient in recipients:
+        try:
+            send_mail(f"Protection of {environment_name}: {what[:60]}", body, None, [recipient])
+        except (OSError, smtplib.SMTPException):
+            logger.warning("could not mail %s about environment %s", recipient, environment_name, exc_info=True)

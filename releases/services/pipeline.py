@@ -23,12 +23,13 @@ from django.db import InterfaceError, OperationalError, transaction
 from releases.clients import artifacts
 from releases.clients.http import RetryPolicy
 from releases.errors import JobLost, StepFailed, TransientError
-from releases.models import Artifact, Deployment, DeploymentFile, Job, Release, Sbom
+from releases.models import Artifact, Credential, Deployment, DeploymentFile, Environment, Job, Release, Sbom
 from releases.redaction import redact
 from releases.selectors.supply import scan_policy_problem
 from releases.services.approvals import approvals_problem
 from releases.services.credentials import credential_reveal
 from releases.services.deployments import deployment_fail, deployment_succeed
+from releases.services.destinations import destination_problem, token_matches
 from releases.services.index_rules import index_rules_gate
 from releases.services.job_log import workspace_close, workspace_open
 from releases.services.jobs import job_claim, job_create, job_finish, job_runs_here
@@ -209,17 +210,9 @@ def collect_work(ws: Workspace, job: Job) -> Callable[[], None] | None:
 def upload_work(ws: Workspace, job: Job) -> None:
     deployment = _deployment(job)
     _gate(deployment, "uploaded")
-    environment = deployment.environment
     records = {r.artifact.filename: r for r in deployment.files.select_related("artifact")}
     ordered = sorted(records.values(), key=lambda r: (r.artifact.kind, r.artifact.filename))  # sdist first
-    credential = environment.credential
-    target = UploadTarget(
-        project=deployment.release.project.name,
-        upload_url=environment.upload_url,
-        index_url=environment.index_url,
-        username=credential.username if credential is not None else "",
-        password=credential_reveal(credential) if credential is not None else "",
-    )
+    target = _approved_target(deployment)
     fetched = _index_rules_gate(ws, deployment, [r.artifact for r in ordered], token=target.password)
     files = [UploadFile(r.artifact.filename, r.artifact.sha256) for r in ordered]
     result = upload_files(
@@ -228,6 +221,30 @@ def upload_work(ws: Workspace, job: Job) -> None:
     _record_upload(records, result)
     if result.error:
         raise StepFailed(result.error)
+
+
+def _approved_target(deployment: Deployment) -> UploadTarget:
+    """Where the files go: the addresses and the credential the request
+    recorded and the approvals were given for (``_gate`` has just checked
+    that the environment still says the same), with a token whose
+    fingerprint is the recorded one, else nothing is sent."""
+    destination = deployment.destination
+    credential = Credential.objects.filter(pk=destination.get("credential_id")).first()
+    if credential is None:
+        raise StepFailed("Nothing was sent: the credential this push was approved with no longer exists.")
+    password = credential_reveal(credential)
+    if not token_matches(deployment, credential.username, password):
+        raise StepFailed(
+            f"Nothing was sent: the token of {credential.name!r} is not the one this push was asked for and "
+            "approved with (its fingerprint differs); ask for the push again."
+        )
+    return UploadTarget(
+        project=deployment.release.project.name,
+        upload_url=str(destination["upload_url"]),
+        index_url=str(destination["index_url"]),
+        username=credential.username,
+        password=password,
+    )
 
 
 def _fetch(ws: Workspace, artifact: Artifact) -> Path:
@@ -278,14 +295,20 @@ def track_work(ws: Workspace, job: Job) -> None:
 
 
 def _gate(deployment: Deployment, what: str) -> None:
-    """Move to UPLOADING, then check the four-eyes rules and the scan policy
-    again, right before the first byte leaves (or the workflow starts)."""
+    """Move to UPLOADING, then check the four-eyes rules, the destination
+    the approvals were given for (the environment read again, now), and the
+    scan policy, right before the first byte leaves (or the workflow starts)."""
     deployment.refresh_from_db()
+    deployment.environment = Environment.objects.select_related("credential").get(pk=deployment.environment_id)
     if deployment.state == State.QUEUED:
         transition(deployment, State.UPLOADING)
     elif deployment.state != State.UPLOADING:  # a second run after a lost worker keeps UPLOADING
         raise StepFailed(f"The deployment is {deployment.label.lower()}; nothing was {what}.")
-    problem = approvals_problem(deployment) or scan_policy_problem(deployment.release, deployment.environment)
+    problem = (
+        destination_problem(deployment)
+        or approvals_problem(deployment)
+        or scan_policy_problem(deployment.release, deployment.environment)
+    )
     if problem:
         raise StepFailed(f"Not {what}: {problem}")
 

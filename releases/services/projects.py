@@ -8,6 +8,7 @@ values before and after.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -20,10 +21,13 @@ from packaging.version import Version
 
 from releases.actors import Actor
 from releases.errors import StepFailed, TransientError
-from releases.models import AuditAction, Credential, Environment, Project
+from releases.models import AuditAction, BlockSeverity, ChangeRequest, Credential, Environment, Project
 from releases.models.projects import is_pypi_address
+from releases.models.severity import BLOCK_RANK
 from releases.services.audit import audit_record
+from releases.services.change_requests import change_request_file
 from releases.services.credentials import credential_create
+from releases.services.notifications import protection_notify
 from releases.services.workflow import github_refs
 from releases.steps.git_tags import remote_tags
 from releases.validators import version_from_tag
@@ -153,6 +157,9 @@ def environment_create(
         raise ValidationError({"name": [f"{name!r} is not an environment name: use letters, digits, '-' and '_'."]})
     if Environment.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": [f"An environment named {name!r} exists already."]})
+    borrowed = fields.get("credential")
+    if isinstance(borrowed, Credential):
+        environment_credential_check(borrowed, exclude=None)
     fields.setdefault("require_second_factor", fields.get("required_approvals", 0) > 0)
     fields.setdefault("pypi_rules", is_pypi_address(upload_url) or is_pypi_address(index_url))
     fields.setdefault("position", Environment.objects.count())
@@ -193,16 +200,180 @@ def environment_create(
 def environment_update(
     environment: Environment, *, actor: Actor, after: str | None = None, **changes: Any
 ) -> Environment:
+    """Change an environment's target or rules (``environment_change``), for
+    the callers that only need the environment back."""
+    return environment_change(environment, actor=actor, after=after, **changes).environment
+
+
+@dataclass(frozen=True)
+class EnvironmentChange:
+    """What an environment change did: the environment as it is now, and the
+    request that waits for a second administrator (None when nothing lowered
+    its protection)."""
+
+    environment: Environment
+    request: ChangeRequest | None
+
+
+# The fields whose change can lower an environment's protection, and when it does.
+LOWERS: dict[str, Callable[[Any, Any], bool]] = {
+    "required_approvals": lambda before, after: int(after) < int(before),
+    "require_second_factor": lambda before, after: bool(before) and not after,
+    "upload_url": lambda before, after: before != after,
+    "index_url": lambda before, after: before != after,
+    "credential": lambda before, after: after is not None and after != before,
+    "requires_success_in": lambda before, after: before is not None and after != before,
+    "allowed_ref_pattern": lambda before, after: bool(before) and after != before,
+    "pypi_rules": lambda before, after: bool(before) and not after,
+    "index_account": lambda before, after: bool(before) and after != before,
+    "workflow_environment": lambda before, after: before != after,
+    "block_severity": lambda before, after: _block_rank(after) > _block_rank(before),
+}
+
+
+def _block_rank(severity: str) -> int:
+    # "Never block" is the weakest policy of all.
+    return 99 if severity == BlockSeverity.NONE else BLOCK_RANK.get(severity, 99)
+
+
+def environment_change(
+    environment: Environment, *, actor: Actor, after: str | None = None, **changes: Any
+) -> EnvironmentChange:
     """Change an environment's target or rules; the audit event keeps before and after.
 
-    Only the fields given change. ``after`` names the environment that must
-    have succeeded first ("" removes the rule).
+    1. Only the fields given change. ``after`` names the environment that
+       must have succeeded first ("" removes the rule).
+    2. What raises protection, or leaves it as it was, is written at once
+       (and the approvers are told when it is a rule of ``LOWERS``).
+    3. What lowers it (``LOWERS``: fewer approvals, the second factor off,
+       another upload or index address, another credential, an earlier
+       environment or ref pattern removed, PyPI's rules off...) becomes a
+       change request, checked whole now, that takes effect only when another
+       administrator approves it (``change_decisions``); the approvers are told.
     """
     if after is not None:
         changes["requires_success_in"] = _environment_named(after) if after else None
     if "title" in changes:
         changes["title"] = str(changes["title"]).strip() or environment.name
-    return _update(environment, changes, actor=actor, action=AuditAction.ENVIRONMENT_CHANGED)
+    with transaction.atomic():
+        locked = Environment.objects.select_for_update().get(pk=environment.pk)
+        lowering = {
+            field: value
+            for field, value in changes.items()
+            if field in LOWERS and LOWERS[field](getattr(locked, field), value)
+        }
+        at_once = {field: value for field, value in changes.items() if field not in lowering}
+        request = _protection_request(locked, lowering, actor=actor) if lowering else None
+        updated = _update(environment, at_once, actor=actor, action=AuditAction.ENVIRONMENT_CHANGED)
+        raised = {field: value for field, value in at_once.items() if field in LOWERS}
+        if raised:
+            _notify_raised(locked, raised)
+    return EnvironmentChange(updated, request)
+
+
+def _notify_raised(before: Environment, raised: dict[str, Any]) -> None:
+    lines = [
+        f"{field}: {_audit_value(before, field)!r} → {_plain(value)!r}"
+        for field, value in raised.items()
+        if _audit_value(before, field) != _plain(value)
+    ]
+    if lines:
+        protection_notify(before.name, lines, "changed (protection kept or raised, in effect now)")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Environment):
+        return value.name
+    if isinstance(value, Credential):
+        return f"{value.name} (…{value.last_four})"
+    return value
+
+
+def _protection_request(locked: Environment, lowering: dict[str, Any], *, actor: Actor) -> ChangeRequest:
+    """File the lowering part of a change, once the environment with it would pass its rules."""
+    draft = Environment.objects.get(pk=locked.pk)
+    for field, value in lowering.items():
+        setattr(draft, field, value)
+    _validate(draft)
+    if "credential" in lowering:
+        environment_credential_check(lowering["credential"], exclude=locked)
+    changes = {
+        field: {"before": _audit_value(locked, field), "after": _audit_value(draft, field)} for field in lowering
+    }
+    values = {field: value.pk if isinstance(value, models.Model) else value for field, value in lowering.items()}
+    request = change_request_file(
+        kind=ChangeRequest.Kind.ENVIRONMENT,
+        target_type="environment",
+        target_id=locked.pk,
+        target_name=locked.name,
+        changes=changes,
+        values=values,
+        actor=actor,
+    )
+    protection_notify(
+        locked.name,
+        [f"{field}: {value['before']!r} → {value['after']!r}" for field, value in changes.items()],
+        f"to be lowered (change request #{request.pk}, waiting for a second administrator)",
+    )
+    return request
+
+
+def environment_apply_request(request: ChangeRequest, *, actor: Actor) -> Environment:
+    """Write an approved protection change, if the environment still holds
+    the values it was asked against (else ValidationError: nothing changes)."""
+    environment = Environment.objects.select_for_update().get(pk=request.target_id)
+    stale = [
+        field for field, value in request.changes.items() if _audit_value(environment, field) != value.get("before")
+    ]
+    if stale:
+        raise ValidationError(
+            f"{environment.name} changed since the request was made ({', '.join(stale)}); ask for the change again."
+        )
+    changes: dict[str, Any] = {}
+    for field, value in request.values.items():
+        if field == "credential":
+            changes[field] = Credential.objects.get(pk=value) if value is not None else None
+        elif field == "requires_success_in":
+            changes[field] = Environment.objects.get(pk=value) if value is not None else None
+        else:
+            changes[field] = value
+    updated = _update(
+        environment,
+        changes,
+        actor=actor,
+        action=AuditAction.ENVIRONMENT_CHANGED,
+        extra={
+            "change_request": request.pk,
+            "requested_by": request.requested_by.get_username() if request.requested_by else "system",
+        },
+    )
+    protection_notify(
+        environment.name,
+        [f"{field}: {value['before']!r} → {value['after']!r}" for field, value in request.changes.items()],
+        f"lowered (change request #{request.pk}, approved by {_name(actor)})",
+    )
+    return updated
+
+
+def _name(actor: Actor) -> str:
+    return actor.get_username() if actor is not None and actor.is_authenticated else "system"
+
+
+def environment_credential_check(credential: Credential, *, exclude: Environment | None) -> None:
+    """An environment gets a token of its own: one that borrowed another
+    environment's token would reach that index without its protection."""
+    others = Environment.objects.filter(credential=credential)
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    names = sorted(others.values_list("name", flat=True))
+    if names:
+        raise ValidationError(
+            {
+                "credential": [
+                    f"{credential.name} is the token of {', '.join(names)}; give this environment a token of its own."
+                ]
+            }
+        )
 
 
 def _environment_named(name: str) -> Environment:
@@ -215,7 +386,14 @@ def _environment_named(name: str) -> Environment:
 Record = TypeVar("Record", Project, Environment)
 
 
-def _update(record: Record, changes: dict[str, Any], *, actor: Actor, action: AuditAction) -> Record:
+def _update(
+    record: Record,
+    changes: dict[str, Any],
+    *,
+    actor: Actor,
+    action: AuditAction,
+    extra: dict[str, object] | None = None,
+) -> Record:
     """Set ``changes`` on the locked row, check it whole, save what differs,
     and audit each field's value before and after (nothing when nothing changed)."""
     with transaction.atomic():
@@ -231,7 +409,7 @@ def _update(record: Record, changes: dict[str, Any], *, actor: Actor, action: Au
             return record
         _validate(locked)
         locked.save(update_fields=list(diff))
-        audit_record(actor=actor, action=action, target=locked, data={"name": locked.name, **diff})
+        audit_record(actor=actor, action=action, target=locked, data={"name": locked.name, **diff, **(extra or {})})
     record.refresh_from_db()
     return record
 

@@ -15,6 +15,7 @@ from django.db.models import Q
 from releases.actors import Actor
 from releases.models import AuditAction
 from releases.services.audit import audit_record
+from releases.services.people_audit import people_acting, roles_of
 
 ROLES = ("viewer", "releaser", "approver", "admin")
 
@@ -51,6 +52,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *[f"releases.{verb}_credential" for verb in ("add", "change", "view")],
         *[f"auth.{verb}_user" for verb in ("add", "change", "view")],
         "auth.view_group",
+        "releases.view_changerequest",
+        "releases.decide_changerequest",
     ],
 }
 
@@ -71,27 +74,41 @@ def roles_sync() -> None:
 
 
 def role_assign(user: User, role: str, *, actor: Actor = None) -> None:
-    """Give ``user`` the role; the admin role also opens the admin site."""
+    """Give ``user`` the role; the admin role also opens the admin site.
+
+    What a person asks for in the console is a request a second
+    administrator approves (``people.role_request``); this writes it, once
+    approved, or from a command on the server (actor None).
+    """
     group = _group(role)
-    with transaction.atomic():
+    with transaction.atomic(), people_acting(actor, roles_recorded=True):
+        before = roles_of(user)
         user.groups.add(group)
         if role == "admin" and not user.is_staff:
             user.is_staff = True
             user.save(update_fields=["is_staff"])
         audit_record(
-            actor=actor, action=AuditAction.ROLE_ASSIGNED, target=user, data={"user": user.username, "role": role}
+            actor=actor,
+            action=AuditAction.ROLE_ASSIGNED,
+            target=user,
+            data={"user": user.username, "role": role, "roles": {"before": before, "after": roles_of(user)}},
         )
 
 
 def role_remove(user: User, role: str, *, actor: Actor = None) -> None:
+    """Take a role away: it lowers what the person can do, so it takes effect at once."""
     group = _group(role)
-    with transaction.atomic():
+    with transaction.atomic(), people_acting(actor, roles_recorded=True):
+        before = roles_of(user)
         user.groups.remove(group)
         if role == "admin" and user.is_staff and not user.is_superuser:
             user.is_staff = False
             user.save(update_fields=["is_staff"])
         audit_record(
-            actor=actor, action=AuditAction.ROLE_REMOVED, target=user, data={"user": user.username, "role": role}
+            actor=actor,
+            action=AuditAction.ROLE_REMOVED,
+            target=user,
+            data={"user": user.username, "role": role, "roles": {"before": before, "after": roles_of(user)}},
         )
 
 

@@ -115,6 +115,14 @@ def second_factor_verified_at(session: Mapping[str, Any], *, now: datetime | Non
     return at
 
 
+def second_factor_session_fresh(user: object, session: Mapping[str, Any]) -> bool:
+    """Whether a session was verified with a second factor that still exists
+    (django-otp's ``is_verified``), within SECOND_FACTOR_MAX_AGE_HOURS: what
+    approvals, device changes, change-request decisions and the admin site ask for."""
+    verified = bool(getattr(user, "is_verified", lambda: False)())
+    return verified and second_factor_verified_at(session) is not None
+
+
 def second_factor_session_stamp(session: MutableMapping[str, Any], at: datetime) -> None:
     session[VERIFIED_AT_SESSION_KEY] = at.isoformat()
 

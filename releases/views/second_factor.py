@@ -43,6 +43,7 @@ from releases.services.second_factor import (
     second_factor_enrolled,
     second_factor_pending_device,
     second_factor_present,
+    second_factor_session_fresh,
     second_factor_session_stamp,
     second_factor_verification_failed,
     second_factor_verified_at,
@@ -54,8 +55,7 @@ def second_factor_fresh(request: HttpRequest) -> bool:
     exists, within the last SECOND_FACTOR_MAX_AGE_HOURS. What approvals
     and device changes ask for."""
     # OTPMiddleware sets is_verified() on the request's user, False once the device is gone.
-    verified = bool(getattr(request.user, "is_verified", lambda: False)())
-    return verified and second_factor_verified_at(request.session) is not None
+    return second_factor_session_fresh(request.user, request.session)
 
 
 def second_factor_login(request: HttpRequest, device: Device) -> None:
