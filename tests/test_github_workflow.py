@@ -27,6 +27,7 @@ from tests.conftest import served, wait_built, wait_final, wait_for
 from tests.support.console import ReleaseFactory
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.github_standin import GitHubStandIn, Run
+from tests.support.people import make_user
 from tests.support.sample import SampleRepo, git
 
 
@@ -433,7 +434,10 @@ def test_project_refs_offers_tags_then_branches_to_signed_in_people(
 ):
     url = reverse("releases:project_refs", args=[workflow_project.name])
     assert client.get(url).status_code == 302  # to the sign-in page
-    client.force_login(django_user_model.objects.create_user("releaser", password="x" * 20))
+    client.force_login(make_user("viewer-only"))
+    assert client.get(url).status_code == 403  # GitHub is asked for releasers only
+    assert github.count("GET", "/tags") == 0
+    client.force_login(make_user("releaser", "releaser"))
 
     first = client.get(url).json()
     second = client.get(url).json()
@@ -444,7 +448,7 @@ def test_project_refs_offers_tags_then_branches_to_signed_in_people(
 
 def test_project_refs_explains_why_github_could_not_be_asked(client, django_user_model, workflow_project, github):
     github.token = "ghp_" + "u" * 36
-    client.force_login(django_user_model.objects.create_user("releaser", password="x" * 20))
+    client.force_login(make_user("releaser", "releaser"))
 
     answer = client.get(reverse("releases:project_refs", args=[workflow_project.name])).json()
 
