@@ -272,7 +272,8 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # account wipe the count of the usernames they tried from it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, but the service account never signs in.
+    "releases.auth_backends.ConsoleBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))

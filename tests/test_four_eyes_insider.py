@@ -199,6 +199,21 @@ def test_a_release_tag_is_requested_by_the_service_account_which_never_approves(
     assert not Approval.objects.exists()
 
 
+def test_the_service_account_cannot_sign_in_even_with_a_password_an_admin_set(client, db):
+    """Else one person could ask as the service account and approve as themselves."""
+    robot = service_account()
+    robot.set_password("an admin chose this password")
+    robot.save()
+
+    response = client.post(reverse("login"), {"username": robot.username, "password": "an admin chose this password"})
+
+    assert response.status_code == 200  # the form again, as for a wrong password
+    assert "_auth_user_id" not in client.session
+    # A session made some other way holds no user: the backend will not load it.
+    client.force_login(robot)
+    assert insider_sends_to_sign_in(client.get(reverse("releases:approvals")))
+
+
 # -- part 6: nothing without a role --------------------------------------------------
 
 

@@ -21,7 +21,12 @@ from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create, project_set_github
 from releases.services.releases import release_create
-from releases.services.workflow_runs import workflow_run_adopt, workflow_run_from_webhook, workflow_run_reserve
+from releases.services.workflow_runs import (
+    RUN_UPDATED,
+    workflow_run_adopt,
+    workflow_run_from_webhook,
+    workflow_run_reserve,
+)
 from releases.steps.tools import uv_bin
 from tests.conftest import served, wait_built, wait_final, wait_for
 from tests.support.console import ReleaseFactory
@@ -416,8 +421,8 @@ def test_a_workflow_run_webhook_ends_the_wait_between_two_polls(workflow_project
     # Read once by the dispatch, once by the first poll: the job now waits.
     wait_for(lambda: github.count("GET", f"/actions/runs/{run.id}") >= 2)
     github.complete(run)
-    assert workflow_run_from_webhook(
-        {"action": "completed", "workflow_run": {"id": run.id, "status": "completed", "conclusion": "success"}}
+    assert (
+        workflow_run_from_webhook(workflow_project, github.workflow_run_event(run, status="completed")) == RUN_UPDATED
     )
     # Without the webhook the next poll would come an hour later.
     thread.join(60)
