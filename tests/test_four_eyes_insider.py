@@ -16,8 +16,16 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from releases.models import Approval, AuditAction, AuditEvent, Deployment, Environment, Project, WebhookDelivery
-from releases.models import WorkflowRun as TrackedRun
+from releases.models import (
+    Approval,
+    AuditAction,
+    AuditEvent,
+    Deployment,
+    Environment,
+    Project,
+    WebhookDelivery,
+    WorkflowRun,
+)
 from releases.services.approvals import ApprovalRefused, approval_give, approvals_problem, can_approve
 from releases.services.audit import chain_hash, event_payload
 from releases.services.projects import environment_create, project_set_github
@@ -33,6 +41,7 @@ from tests.support.insider_edges import (
     insider_every_route,
     insider_release_event,
     insider_sends_to_sign_in,
+    insider_sign,
 )
 from tests.support.people import make_user
 from tests.support.pypi_standin import PypiStandin
@@ -114,6 +123,10 @@ def test_publish_as_someone_who_is_not_a_releaser_is_refused(edges_release):
         call_command("publish", "sample-pkg", "1.0.0", "--to", "pypi", "--as", "ada")
     with pytest.raises(CommandError, match="There is no active user named 'nobody-here'"):
         call_command("publish", "sample-pkg", "1.0.0", "--to", "pypi", "--as", "nobody-here")
+    # Nor as "the webhook", to approve it oneself afterwards.
+    service_account()
+    with pytest.raises(CommandError, match="github-webhook is the service account webhooks act as; act as a person"):
+        call_command("publish", "sample-pkg", "1.0.0", "--to", "pypi", "--as", "github-webhook")
     assert not Deployment.objects.exists()
 
 
@@ -309,7 +322,7 @@ def edges_github() -> Iterator[GitHubStandIn]:
 
 
 @pytest.fixture
-def edges_run(edges_hooked: Project, edges_github: GitHubStandIn) -> tuple[GitHubStandIn, TrackedRun]:
+def edges_run(edges_hooked: Project, edges_github: GitHubStandIn) -> tuple[GitHubStandIn, WorkflowRun]:
     """A run of the project's workflow that one of its deployments follows."""
     github = edges_github
     run = github.add_run("publish.yml", "a" * 40, event="workflow_dispatch", status="in_progress")
@@ -320,7 +333,7 @@ def edges_run(edges_hooked: Project, edges_github: GitHubStandIn) -> tuple[GitHu
         state=Deployment.State.UPLOADING,
         outcome="",
     )
-    tracked = TrackedRun.objects.create(
+    tracked = WorkflowRun.objects.create(
         deployment=deployment,
         repository="acme/sample-pkg",
         workflow_file="publish.yml",
@@ -403,6 +416,26 @@ def test_refused_deliveries_are_counted_per_address_then_throttled(client, edges
     )
     assert answer.status_code == 429
     assert not Deployment.objects.exists()
+
+
+def test_a_captured_delivery_replayed_again_and_again_fills_no_table(client, edges_hooked):
+    body = json.dumps(insider_release_event("v1.0.0", "acme/sample-pkg")).encode()
+    headers = {
+        "X-GitHub-Event": "release",
+        "X-GitHub-Delivery": "captured-1",
+        "X-Hub-Signature-256": insider_sign(body),
+    }
+    url = reverse("releases:github_webhook", args=["sample-pkg"])
+
+    answers = [
+        client.post(url, data=body, content_type="application/json", headers=headers, REMOTE_ADDR="203.0.113.9")
+        for _ in range(6)
+    ]
+
+    assert [a.status_code for a in answers] == [202] + [200] * 5
+    assert WebhookDelivery.objects.filter(accepted=True).count() == 1
+    replay = WebhookDelivery.objects.get(outcome=WebhookDelivery.Outcome.DUPLICATE)
+    assert (replay.repeats, replay.payload) == (4, None)
 
 
 # -- part 7 (checked): the audit trail against a database insider ---------------------

@@ -6,10 +6,11 @@ project's own repository (``repository.full_name``, compared without case as
 GitHub does) is accepted, and an accepted delivery id is processed once:
 GitHub's redeliveries, and replays, get a 200 that does nothing.
 
-Accepted deliveries are stored whole. Refused ones are stored once per
-address and WEBHOOK_REFUSAL_WINDOW, without their body, and later ones from
-that address only counted on that row; past WEBHOOK_REFUSALS_PER_WINDOW the
-address gets a 429 before anything it sent is looked at.
+Accepted deliveries are stored whole. Refused ones (and replays of accepted
+ones) are stored once per address and WEBHOOK_REFUSAL_WINDOW, without their
+body, and later ones from that address only counted on that row; past
+WEBHOOK_REFUSALS_PER_WINDOW refusals the address gets a 429 before anything
+it sent is looked at.
 """
 
 from __future__ import annotations
@@ -167,30 +168,36 @@ def webhook_receive(request: Request) -> WebhookDelivery:
     return delivery
 
 
-def _open_refusal(address: str) -> WebhookDelivery | None:
-    """The address's stored refusal of the current window, if any."""
+def _open_row(address: str, outcome: str) -> WebhookDelivery | None:
+    """The address's stored delivery with ``outcome`` of the current window, if any."""
     since = timezone.now() - timedelta(seconds=settings.WEBHOOK_REFUSAL_WINDOW)
     return (
-        WebhookDelivery.objects.filter(outcome=Outcome.REFUSED, address=address, received_at__gte=since)
+        WebhookDelivery.objects.filter(outcome=outcome, address=address, received_at__gte=since)
         .order_by("-received_at", "-id")
         .first()
     )
 
 
 def _refusals_counted(address: str) -> int:
-    row = _open_refusal(address)
+    row = _open_row(address, Outcome.REFUSED)
     return 0 if row is None else 1 + row.repeats
 
 
 def _refused(delivery: WebhookDelivery) -> WebhookDelivery:
     """Store a refused delivery, the first of its address's window; count a later one on that first."""
+    return _stored_once_per_window(delivery)
+
+
+def _stored_once_per_window(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Store ``delivery`` (a refusal or a replay, never accepted), unless its
+    address has one with the same outcome in the window: then count it there."""
     with transaction.atomic():
-        row = _open_refusal(delivery.address)
+        row = _open_row(delivery.address, delivery.outcome)
         if row is None:
             delivery.save()
             return delivery
         WebhookDelivery.objects.filter(pk=row.pk).update(repeats=F("repeats") + 1)
-    delivery.reason = f"{delivery.reason} (Counted on refused delivery #{row.pk}, not stored.)"
+    delivery.reason = f"{delivery.reason} (Counted on delivery #{row.pk}, not stored.)"
     return delivery
 
 
@@ -220,8 +227,8 @@ def _refusal(request: Request, project: Project | None, headers: dict[str, str])
 def _duplicate(delivery: WebhookDelivery) -> WebhookDelivery:
     delivery.status_code, delivery.state, delivery.outcome = 200, State.FINISHED, Outcome.DUPLICATE
     delivery.reason = "This delivery was processed before; nothing was done again."
-    delivery.save()
-    return delivery
+    # A captured delivery replayed again and again fills no table either.
+    return _stored_once_per_window(delivery)
 
 
 # What _decide answers for a delivery whose work waits for its job.

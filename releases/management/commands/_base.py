@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from releases.actors import is_service_account
 from releases.models import Job
 
 
@@ -50,6 +51,9 @@ def acting_user(options: dict[str, Any]) -> User | None:
     user = User.objects.filter(username=username, is_active=True).first()
     if user is None:
         raise CommandError(f"There is no active user named {username!r} to act as.")
+    if is_service_account(user):
+        # Else one person could ask as "the webhook" and approve as themselves.
+        raise CommandError(f"{username} is the service account webhooks act as; act as a person.")
     return user
 
 
