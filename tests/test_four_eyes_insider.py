@@ -418,6 +418,27 @@ def test_refused_deliveries_are_counted_per_address_then_throttled(client, edges
     assert not Deployment.objects.exists()
 
 
+def test_behind_a_proxy_refusals_are_counted_per_client_not_per_proxy(client, edges_hooked, settings):
+    settings.CLIENT_ADDRESS_HEADER = "X-Forwarded-For"
+    settings.CLIENT_ADDRESS_PROXIES = 1
+    settings.WEBHOOK_REFUSALS_PER_WINDOW = 2
+    url = reverse("releases:github_webhook", args=["sample-pkg"])
+
+    def forge(client_seen_by_proxy: str) -> int:
+        return client.post(
+            url,
+            data=b"{}",
+            content_type="application/json",
+            headers={"X-GitHub-Event": "ping", "X-Forwarded-For": f"10.9.9.9, {client_seen_by_proxy}"},
+            REMOTE_ADDR="127.0.0.1",  # the proxy
+        ).status_code
+
+    assert [forge("203.0.113.20") for _ in range(3)] == [401, 401, 429]
+    # GitHub, behind the same proxy, is not locked out by the forger.
+    assert forge("140.82.115.1") == 401
+    assert set(WebhookDelivery.objects.values_list("address", flat=True)) == {"203.0.113.20", "140.82.115.1"}
+
+
 def test_a_captured_delivery_replayed_again_and_again_fills_no_table(client, edges_hooked):
     body = json.dumps(insider_release_event("v1.0.0", "acme/sample-pkg")).encode()
     headers = {
