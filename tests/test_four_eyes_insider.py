@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -148,15 +149,22 @@ def test_release_create_as_a_person_needs_the_releaser_role_and_records_them(db)
     assert created.actor_name == "rita"
 
 
-def test_a_request_with_nobody_on_record_cannot_be_approved(edges_release, edges_standin):
-    """A request written before requesters were required (or by hand) is
-    never approvable: "the requester cannot approve" could not hold."""
+def test_a_request_with_nobody_on_record_cannot_be_written_nor_approved(edges_release, edges_standin):
+    """The database refuses an open push that needs approval without a
+    requester; one written anyway (before the rule, or past it by the
+    table's owner) is never approvable: "the requester cannot approve"
+    could not hold."""
     deployment = DeploymentFactory(
         release=edges_release,
         environment=Environment.objects.get(name="pypi"),
         state=Deployment.State.PENDING_APPROVAL,
         outcome="",
     )
+    with pytest.raises(IntegrityError, match="deployment_approval_needs_requester"), transaction.atomic():
+        Deployment.objects.filter(pk=deployment.pk).update(requested_by=None)
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE releases_deployment DROP CONSTRAINT deployment_approval_needs_requester")
     Deployment.objects.filter(pk=deployment.pk).update(requested_by=None)
     deployment.refresh_from_db()
     amy = make_user("amy", approver=True)
