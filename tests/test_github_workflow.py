@@ -218,7 +218,9 @@ def test_two_dispatches_close_together_each_adopt_their_own_run(workflow_project
 
 def test_the_dispatch_waits_for_approvals_like_an_upload(workflow_project, github, first_environment):
     deployment = deployment_request(
-        release=built_release(workflow_project, github), environment=first_environment, actor=None
+        release=built_release(workflow_project, github),
+        environment=first_environment,
+        actor=make_user("rita", "releaser"),
     )
     # Approvals were required after the request: the job's own check refuses.
     Deployment.objects.filter(pk=deployment.pk).update(required_approvals=1)
