@@ -273,7 +273,8 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # account wipe the count of the usernames they tried from it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, but the service account never signs in.
+    "releases.auth_backends.ConsoleBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
@@ -397,6 +398,14 @@ GITHUB_CLOCK_SKEW = env_int("GITHUB_CLOCK_SKEW", 30)
 GITHUB_LOGS_MAX_BYTES = env_int("GITHUB_LOGS_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 GITHUB_REFS_CACHE_SECONDS = env_int("GITHUB_REFS_CACHE_SECONDS", 60)
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1)
+# Refused webhook deliveries from one address: the first in each window is
+# stored (without its body), later ones only counted on it, and past the
+# limit the address is answered 429 without a look at what it sent.
+WEBHOOK_REFUSAL_WINDOW = env_int("WEBHOOK_REFUSAL_WINDOW_SECONDS", 60, minimum=1)
+WEBHOOK_REFUSALS_PER_WINDOW = env_int("WEBHOOK_REFUSALS_PER_WINDOW", 20, minimum=1)
+# The account that asks for what a GitHub webhook starts (a release tag's
+# deployments): a releaser that cannot sign in and can never approve.
+CONSOLE_SERVICE_ACCOUNT = env_str("CONSOLE_SERVICE_ACCOUNT", "github-webhook") or "github-webhook"
 # Wheels collected from CI (a project's wheels workflow): how long a build
 # waits for that workflow's run on the release's commit to succeed, and the
 # largest artifact archive it downloads.

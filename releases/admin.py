@@ -288,7 +288,18 @@ class JobAdmin(HistoryAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(HistoryAdmin):
-    list_display = ["received_at", "project_name", "event", "action", "status_code", "state", "outcome", "delivery_id"]
+    list_display = [
+        "received_at",
+        "project_name",
+        "event",
+        "action",
+        "status_code",
+        "state",
+        "outcome",
+        "delivery_id",
+        "address",
+        "repeats",
+    ]
     list_filter = ["state", "outcome", "event", "status_code"]
     search_fields = ["delivery_id", "project_name", "reason"]
     readonly_fields = [
@@ -304,6 +315,8 @@ class WebhookDeliveryAdmin(HistoryAdmin):
         "outcome",
         "reason",
         "body_size",
+        "address",
+        "repeats",
         "headers",
         "payload",
         "release",
@@ -323,6 +336,7 @@ class WorkflowRunAdmin(HistoryAdmin):
         "dispatched_at",
         "run_id",
         "html_url",
+        "late_events",
         "status",
         "conclusion",
         "jobs",

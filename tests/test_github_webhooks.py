@@ -334,7 +334,8 @@ def test_a_signed_release_webhook_for_v1_2_0_ends_built_published_and_verified(
     deployment = wait_final(deployment)  # type: ignore[arg-type]
     assert deployment.outcome == Deployment.Outcome.SUCCEEDED, deployment.reason
     assert deployment.environment.name == "test-pypi"
-    assert deployment.requested_by is None  # nobody clicked
+    # Nobody clicked: the service account asked, and can never approve.
+    assert deployment.requested_by is not None and deployment.requested_by.username == "github-webhook"
     artifacts = {a.filename: a.sha256 for a in release.artifacts.all()}  # type: ignore[union-attr]
     assert set(artifacts) == {"sample_pkg-1.2.0.tar.gz", "sample_pkg-1.2.0-py3-none-any.whl"}
     assert served(deployment) == artifacts

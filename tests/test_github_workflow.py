@@ -21,12 +21,18 @@ from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_create, project_set_github
 from releases.services.releases import release_create
-from releases.services.workflow_runs import workflow_run_adopt, workflow_run_from_webhook, workflow_run_reserve
+from releases.services.workflow_runs import (
+    RUN_UPDATED,
+    workflow_run_adopt,
+    workflow_run_from_webhook,
+    workflow_run_reserve,
+)
 from releases.steps.tools import uv_bin
 from tests.conftest import served, wait_built, wait_final, wait_for
 from tests.support.console import ReleaseFactory
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.github_standin import GitHubStandIn, Run
+from tests.support.people import make_user
 from tests.support.sample import SampleRepo, git
 
 
@@ -212,7 +218,9 @@ def test_two_dispatches_close_together_each_adopt_their_own_run(workflow_project
 
 def test_the_dispatch_waits_for_approvals_like_an_upload(workflow_project, github, first_environment):
     deployment = deployment_request(
-        release=built_release(workflow_project, github), environment=first_environment, actor=None
+        release=built_release(workflow_project, github),
+        environment=first_environment,
+        actor=make_user("rita", "releaser"),
     )
     # Approvals were required after the request: the job's own check refuses.
     Deployment.objects.filter(pk=deployment.pk).update(required_approvals=1)
@@ -415,8 +423,8 @@ def test_a_workflow_run_webhook_ends_the_wait_between_two_polls(workflow_project
     # Read once by the dispatch, once by the first poll: the job now waits.
     wait_for(lambda: github.count("GET", f"/actions/runs/{run.id}") >= 2)
     github.complete(run)
-    assert workflow_run_from_webhook(
-        {"action": "completed", "workflow_run": {"id": run.id, "status": "completed", "conclusion": "success"}}
+    assert (
+        workflow_run_from_webhook(workflow_project, github.workflow_run_event(run, status="completed")) == RUN_UPDATED
     )
     # Without the webhook the next poll would come an hour later.
     thread.join(60)
@@ -433,7 +441,10 @@ def test_project_refs_offers_tags_then_branches_to_signed_in_people(
 ):
     url = reverse("releases:project_refs", args=[workflow_project.name])
     assert client.get(url).status_code == 302  # to the sign-in page
-    client.force_login(django_user_model.objects.create_user("releaser", password="x" * 20))
+    client.force_login(make_user("viewer-only"))
+    assert client.get(url).status_code == 403  # GitHub is asked for releasers only
+    assert github.count("GET", "/tags") == 0
+    client.force_login(make_user("releaser", "releaser"))
 
     first = client.get(url).json()
     second = client.get(url).json()
@@ -444,7 +455,7 @@ def test_project_refs_offers_tags_then_branches_to_signed_in_people(
 
 def test_project_refs_explains_why_github_could_not_be_asked(client, django_user_model, workflow_project, github):
     github.token = "ghp_" + "u" * 36
-    client.force_login(django_user_model.objects.create_user("releaser", password="x" * 20))
+    client.force_login(make_user("releaser", "releaser"))
 
     answer = client.get(reverse("releases:project_refs", args=[workflow_project.name])).json()
 

@@ -159,6 +159,14 @@ class Deployment(Finishing, models.Model):
                 | (~Q(state="finished") & Q(outcome="")),
                 name="deployment_outcome_when_finished",
             ),
+            # Four eyes need two people: a push that waits for approval has
+            # a person on record who asked (whom the approval table then
+            # refuses as approver). Migration 0019 adds it on PostgreSQL, NOT
+            # VALID: a request open from before may still end.
+            models.CheckConstraint(
+                condition=Q(required_approvals=0) | Q(requested_by__isnull=False) | Q(state="finished"),
+                name="deployment_approval_needs_requester",
+            ),
         ]
         indexes = [
             models.Index(fields=["environment", "state", "-created_at"], name="deployment_environment_state"),

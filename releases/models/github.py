@@ -29,6 +29,9 @@ class WorkflowRun(models.Model):
     status = models.CharField(max_length=30, blank=True, help_text="GitHub's status: queued, in_progress, completed…")
     conclusion = models.CharField(max_length=30, blank=True, help_text="success, failure, cancelled…")
     jobs = models.JSONField(default=list, blank=True, help_text="The run's jobs and their steps.")
+    late_events = models.PositiveIntegerField(
+        default=0, help_text="workflow_run events ignored because they would have moved the run backwards."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -50,9 +53,11 @@ class WorkflowRun(models.Model):
 
 
 class WebhookDelivery(Finishing, models.Model):
-    """One request to the GitHub webhook endpoint, valid or not, kept for admins.
+    """One request to the GitHub webhook endpoint, kept for admins.
 
-    An accepted delivery that has work (a release tag, a workflow run) is
+    A refused request is stored once per address and WEBHOOK_REFUSAL_WINDOW
+    (without its body); the address's later refusals in that window are
+    only counted on it (``repeats``). An accepted delivery that has work (a release tag, a workflow run) is
     ``queued`` until its job has run; every other delivery is ``finished``
     when it is written.
     """
@@ -81,6 +86,12 @@ class WebhookDelivery(Finishing, models.Model):
     reason = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
     body_size = models.PositiveIntegerField(default=0)
+    address = models.CharField(max_length=64, blank=True, help_text="The address it came from.")
+    repeats = models.PositiveIntegerField(
+        default=0,
+        help_text="Refused deliveries from the same address after this one, within WEBHOOK_REFUSAL_WINDOW: "
+        "counted here, not stored.",
+    )
     payload = models.JSONField(null=True, blank=True, help_text="Kept for accepted deliveries only.")
     release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -88,6 +99,13 @@ class WebhookDelivery(Finishing, models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["address", "-received_at"],
+                condition=Q(outcome="refused"),
+                name="webhook_delivery_refused_idx",
+            )
+        ]
         constraints = [
             # A redelivery is answered, never processed twice. Refused
             # requests do not count, so nobody can burn a delivery id early.

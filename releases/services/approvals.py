@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from releases.actors import Actor
+from releases.actors import Actor, is_service_account
 from releases.models import APPROVE_PERMISSION, Approval, AuditAction, Deployment
 from releases.services.audit import audit_record
 from releases.services.deployments import (
@@ -62,7 +62,10 @@ def artifact_digests(deployment: Deployment) -> list[str]:
 
 
 def can_approve(user: Actor) -> bool:
-    return isinstance(user, User) and user.is_active and user.has_perm(APPROVE_PERMISSION)
+    # The service account never decides, whatever groups it was given by hand.
+    return (
+        isinstance(user, User) and user.is_active and not is_service_account(user) and user.has_perm(APPROVE_PERMISSION)
+    )
 
 
 def approvals_problem(deployment: Deployment) -> str | None:
@@ -74,9 +77,14 @@ def approvals_problem(deployment: Deployment) -> str | None:
     required = deployment.required_approvals
     if required == 0:
         return None
+    if deployment.requested_by_id is None:
+        # Nobody on record asked: "requester cannot approve" could not hold.
+        return "The request has no requester on record; ask for the push again as a named person."
     digests = artifact_digests(deployment)
     destination = deployment.destination
-    approvals = Approval.objects.filter(deployment=deployment)
+    approvals = Approval.objects.filter(deployment=deployment).exclude(
+        approver__username=settings.CONSOLE_SERVICE_ACCOUNT
+    )
     if approvals.filter(decision=Approval.Decision.REJECT).exists():
         return "The push was rejected."
     needs_second_factor = deployment.environment.require_second_factor
@@ -108,6 +116,10 @@ def approval_eligibility(deployment: Deployment, user: User, *, second_factor_ve
     if not can_approve(user):
         blockers.append(
             Blocker("permission", f"{user.get_username()} does not have the permission to approve deployments.")
+        )
+    if deployment.requested_by_id is None and deployment.required_approvals > 0:
+        blockers.append(
+            Blocker("no_requester", "Nobody on record asked for this push; it must be asked for again by a person.")
         )
     if deployment.requested_by_id == user.pk:
         blockers.append(Blocker("requester", "You requested this push; another person must approve it."))

@@ -57,6 +57,7 @@ class Blocker:
 
 
 PERMISSION = "permission"
+REQUESTER = "requester"
 ACTIVE = "active"
 
 
@@ -70,11 +71,22 @@ def environment_action(environment: Environment) -> tuple[str, str]:
 def deployment_blockers(release: Release, environment: Environment, user: Actor) -> list[Blocker]:
     """Why ``user`` may not send ``release`` to ``environment`` now; empty when they may.
 
-    ``user`` None is the console itself (a release tag's webhook), which
-    needs no permission.
+    ``user`` None is the console itself (a command run without ``--as``),
+    which needs no permission but may only publish where no approval is
+    needed: a push that needs approval needs a person on record who asked,
+    or "the requester cannot approve" would not hold. A release tag's
+    webhook asks as the service account (``roles.service_account``).
     """
     blockers = []
     _, permission = environment_action(environment)
+    if user is None and environment.required_approvals > 0:
+        blockers.append(
+            Blocker(
+                REQUESTER,
+                f"{environment.title} needs approval, so a named person must ask for it "
+                "(on the command line: --as USERNAME, a releaser).",
+            )
+        )
     if user is not None and not user.has_perm(permission):
         blockers.append(
             Blocker(PERMISSION, f"You do not have the {permission.split('.')[-1].replace('_', ' ')} permission.")
@@ -114,7 +126,7 @@ def deployment_blockers(release: Release, environment: Environment, user: Actor)
                 "before publishing there.",
             )
         )
-    if not any(b.code in (PERMISSION, ACTIVE) for b in blockers):
+    if not any(b.code in (PERMISSION, REQUESTER, ACTIVE) for b in blockers):
         blockers += index_rule_blockers(release, environment)
     return blockers
 

@@ -18,9 +18,17 @@ from releases.services.lifecycle import transition
 from releases.steps.runner import sha256_file
 from releases.validators import clean_ref, clean_version
 
+ADD_RELEASE_PERMISSION = "releases.add_release"
+
 
 def release_create(*, project: Project, version: str, ref: str, actor: Actor) -> Release:
-    """Create version ``version`` of ``project`` from git ``ref``, and queue its build."""
+    """Create version ``version`` of ``project`` from git ``ref``, and queue its build.
+
+    A person (a page's user, a command's ``--as``) needs the releaser's
+    permission to; ``actor`` None is the console itself."""
+    user = person(actor)
+    if user is not None and not user.has_perm(ADD_RELEASE_PERMISSION):
+        raise ValidationError(f"{user.get_username()} does not have the add release permission (a releaser's).")
     version = clean_version(version)
     ref = clean_ref(ref)
     try:

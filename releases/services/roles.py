@@ -3,16 +3,22 @@
 viewer reads everything; releaser creates releases and publishes (or asks to
 publish) them; approver decides on production pushes; admin looks after
 projects, environments, credentials and people. A person may hold several.
+
+The service account (CONSOLE_SERVICE_ACCOUNT) is what a GitHub webhook acts
+as: a releaser with no usable password, refused the approver and admin
+roles here and refused every decision by ``approvals.can_approve``, whatever
+groups an admin may give it by hand.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from releases.actors import Actor
+from releases.actors import Actor, is_service_account
 from releases.models import AuditAction
 from releases.services.audit import audit_record
 from releases.services.people_audit import people_acting, roles_of
@@ -81,6 +87,11 @@ def role_assign(user: User, role: str, *, actor: Actor = None) -> None:
     approved, or from a command on the server (actor None).
     """
     group = _group(role)
+    if is_service_account(user) and role in UNFIT_FOR_SERVICE_ACCOUNT:
+        raise ValidationError(
+            f"{user.get_username()} is the service account webhooks act as; it requests and never decides, "
+            f"so it cannot be {role}."
+        )
     with transaction.atomic(), people_acting(actor, roles_recorded=True):
         before = roles_of(user)
         user.groups.add(group)
@@ -93,6 +104,25 @@ def role_assign(user: User, role: str, *, actor: Actor = None) -> None:
             target=user,
             data={"user": user.username, "role": role, "roles": {"before": before, "after": roles_of(user)}},
         )
+
+
+UNFIT_FOR_SERVICE_ACCOUNT = ("approver", "admin")
+
+
+def service_account() -> User:
+    """The account a webhook's requests are recorded under, made when first
+    needed: it cannot sign in (no usable password) and holds the releaser
+    role only."""
+    username = settings.CONSOLE_SERVICE_ACCOUNT
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=username)
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        if not user.groups.filter(name="releaser").exists():
+            role_assign(user, "releaser")
+    # A fresh instance: has_perm caches what it read.
+    return User.objects.get(pk=user.pk)
 
 
 def role_remove(user: User, role: str, *, actor: Actor = None) -> None:

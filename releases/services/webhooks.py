@@ -1,10 +1,16 @@
 """GitHub webhook deliveries: check, record, answer at once; the work is queued.
 
-Every request is kept as a ``WebhookDelivery``, valid or not. Only a
-delivery signed with the project's secret (``X-Hub-Signature-256``, HMAC
-SHA-256 of the raw body, compared in constant time) is accepted, and an
-accepted delivery id is processed once: GitHub's redeliveries, and replays,
-get a 200 that does nothing.
+Only a delivery signed with the project's secret (``X-Hub-Signature-256``,
+HMAC SHA-256 of the raw body, compared in constant time) and naming the
+project's own repository (``repository.full_name``, compared without case as
+GitHub does) is accepted, and an accepted delivery id is processed once:
+GitHub's redeliveries, and replays, get a 200 that does nothing.
+
+Accepted deliveries are stored whole. Refused ones (and replays of accepted
+ones) are stored once per address and WEBHOOK_REFUSAL_WINDOW, without their
+body, and later ones from that address only counted on that row; past
+WEBHOOK_REFUSALS_PER_WINDOW refusals the address gets a 429 before anything
+it sent is looked at.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 from packaging.utils import canonicalize_name
 
 from releases.models import Deployment, Job, Project, Release, WebhookDelivery
@@ -29,7 +38,8 @@ from releases.services.deployments import deployment_request
 from releases.services.jobs import job_create
 from releases.services.lifecycle import transition
 from releases.services.releases import release_at_ref
-from releases.services.workflow_runs import workflow_run_from_webhook
+from releases.services.roles import service_account
+from releases.services.workflow_runs import RUN_LATE, RUN_UNTRACKED, workflow_path, workflow_run_from_webhook
 from releases.validators import clean_ref, clean_version, version_from_tag
 
 State = WebhookDelivery.State
@@ -47,6 +57,7 @@ class Request:
     body: bytes
     body_size: int
     too_large: bool
+    address: str = ""
 
 
 def signature_valid(secret: str, body: bytes, header: str) -> bool:
@@ -85,23 +96,35 @@ def tag_version(tag: str) -> str:
 
 
 def webhook_receive(request: Request) -> WebhookDelivery:
-    """Decide the answer to one delivery, record it, and queue its work."""
+    """Decide the answer to one delivery, record it, and queue its work.
+
+    The answer is a WebhookDelivery; one whose ``pk`` is None was only
+    counted (on the address's refused delivery of the window), not stored.
+    """
     headers = {name.lower(): value for name, value in request.headers.items()}
-    project = Project.objects.filter(name=canonicalize_name(request.project_name[:200])).first()
+    address = _text(request.address, 64)
     delivery = WebhookDelivery(
-        project=project,
         project_name=_text(request.project_name, 200),
         delivery_id=_text(headers.get("x-github-delivery", ""), 100),
         event=_text(headers.get("x-github-event", ""), 100),
         headers=kept_headers(request.headers),
         body_size=request.body_size,
+        address=address,
     )
+    if _refusals_counted(address) >= settings.WEBHOOK_REFUSALS_PER_WINDOW:
+        delivery.status_code, delivery.outcome = 429, Outcome.REFUSED
+        delivery.reason = (
+            f"Too many refused deliveries from {address or 'this address'}; "
+            f"try again in {settings.WEBHOOK_REFUSAL_WINDOW} s."
+        )
+        return _refused(delivery)
+    project = Project.objects.filter(name=canonicalize_name(request.project_name[:200])).first()
+    delivery.project = project
     refusal = _refusal(request, project, headers)
     if refusal is not None:
         delivery.status_code, delivery.reason = refusal
         delivery.outcome = Outcome.REFUSED
-        delivery.save()
-        return delivery
+        return _refused(delivery)
     assert project is not None
     if (
         delivery.delivery_id
@@ -115,11 +138,13 @@ def webhook_receive(request: Request) -> WebhookDelivery:
     if not isinstance(payload, dict):
         delivery.status_code, delivery.outcome = 400, Outcome.REFUSED
         delivery.reason = "The body is not a JSON object."
-        delivery.save()
-        return delivery
+        return _refused(delivery)
     action = payload.get("action")
     delivery.action = _text(action, 100) if isinstance(action, str) else ""
     delivery.status_code, outcome, delivery.reason = _decide(project, delivery.event, delivery.action, payload)
+    if outcome == Outcome.REFUSED:
+        delivery.outcome = outcome
+        return _refused(delivery)
     if outcome == QUEUE:
         delivery.state, delivery.outcome = State.QUEUED, Outcome.NONE
     else:
@@ -140,6 +165,39 @@ def webhook_receive(request: Request) -> WebhookDelivery:
         delivery.accepted = False
         delivery.payload = None
         return _duplicate(delivery)
+    return delivery
+
+
+def _open_row(address: str, outcome: str) -> WebhookDelivery | None:
+    """The address's stored delivery with ``outcome`` of the current window, if any."""
+    since = timezone.now() - timedelta(seconds=settings.WEBHOOK_REFUSAL_WINDOW)
+    return (
+        WebhookDelivery.objects.filter(outcome=outcome, address=address, received_at__gte=since)
+        .order_by("-received_at", "-id")
+        .first()
+    )
+
+
+def _refusals_counted(address: str) -> int:
+    row = _open_row(address, Outcome.REFUSED)
+    return 0 if row is None else 1 + row.repeats
+
+
+def _refused(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Store a refused delivery, the first of its address's window; count a later one on that first."""
+    return _stored_once_per_window(delivery)
+
+
+def _stored_once_per_window(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Store ``delivery`` (a refusal or a replay, never accepted), unless its
+    address has one with the same outcome in the window: then count it there."""
+    with transaction.atomic():
+        row = _open_row(delivery.address, delivery.outcome)
+        if row is None:
+            delivery.save()
+            return delivery
+        WebhookDelivery.objects.filter(pk=row.pk).update(repeats=F("repeats") + 1)
+    delivery.reason = f"{delivery.reason} (Counted on delivery #{row.pk}, not stored.)"
     return delivery
 
 
@@ -169,18 +227,49 @@ def _refusal(request: Request, project: Project | None, headers: dict[str, str])
 def _duplicate(delivery: WebhookDelivery) -> WebhookDelivery:
     delivery.status_code, delivery.state, delivery.outcome = 200, State.FINISHED, Outcome.DUPLICATE
     delivery.reason = "This delivery was processed before; nothing was done again."
-    delivery.save()
-    return delivery
+    # A captured delivery replayed again and again fills no table either.
+    return _stored_once_per_window(delivery)
 
 
 # What _decide answers for a delivery whose work waits for its job.
 QUEUE = "queue"
 
 
+def repository_problem(project: Project, event: str, payload: dict[str, Any]) -> str | None:
+    """Why a signed delivery is not about the project's own repository, or None.
+
+    An event that starts or changes something (a release, a workflow run)
+    must name the project's repository; any other may name none (a ping
+    from an organization's hook) and does nothing, but may not name another.
+    A secret shared between two repositories, or a delivery replayed from
+    another one, stops here."""
+    # Reference: https://docs.github.com/en/webhooks/webhook-events-and-payloads (repository.full_name)
+    repository = payload.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    if full_name is None and event not in ("release", "workflow_run"):
+        return None
+    if not project.github_repository:
+        return f"Project {project.name} names no GitHub repository, so no delivery can be bound to it; set one."
+    if not isinstance(full_name, str) or full_name.lower() != project.github_repository.lower():
+        named = full_name[:200] if isinstance(full_name, str) else "no repository"
+        return f"The delivery is about {named!r}, not {project.name}'s repository {project.github_repository!r}."
+    return None
+
+
 def _decide(project: Project, event: str, action: str, payload: dict[str, Any]) -> tuple[int, str, str]:
+    problem = repository_problem(project, event, payload)
+    if problem is not None:
+        return 422, Outcome.REFUSED, problem
     if event == "ping":
         return 200, Outcome.DONE, ""
     if event == "workflow_run":
+        path = workflow_path(payload)
+        if path != f".github/workflows/{project.workflow_file}":
+            return (
+                200,
+                Outcome.IGNORED,
+                f"The run is of {str(path)[:200]!r}, not {project.name}'s workflow {project.workflow_file!r}.",
+            )
         return 202, QUEUE, ""
     if event != "release":
         return 200, Outcome.IGNORED, f"The console does not use {event or 'unnamed'!r} events."
@@ -217,8 +306,13 @@ def webhook_process(delivery: WebhookDelivery) -> None:
         with transaction.atomic():
             if current.event == "release":
                 release = release_publish_from_tag(current.project, str(current.payload["release"]["tag_name"]))
-            elif current.event == "workflow_run" and not workflow_run_from_webhook(current.payload):
-                outcome, reason = Outcome.IGNORED, "No deployment follows this run."
+            elif current.event == "workflow_run":
+                applied = workflow_run_from_webhook(current.project, current.payload)
+                if applied == RUN_UNTRACKED:
+                    outcome, reason = Outcome.IGNORED, "No deployment of this project follows this run."
+                elif applied == RUN_LATE:
+                    outcome = Outcome.IGNORED
+                    reason = "The event would move the run backwards (it arrived late); ignored and counted."
     except ValidationError as exc:
         outcome, reason = Outcome.FAILED, " ".join(exc.messages)[:2000]
     transition(
@@ -234,11 +328,13 @@ def webhook_fail(delivery: WebhookDelivery, reason: str) -> None:
 def release_publish_from_tag(project: Project, tag: str) -> Release:
     """Create the release at ``tag`` (built by its job) and ask for it on the
     first environment; the build's success starts the deployment."""
-    release, _ = release_at_ref(project=project, version=tag_version(tag), ref=tag, actor=None)
+    # Asked for by the service account: a person on record who can never approve.
+    requester = service_account()
+    release, _ = release_at_ref(project=project, version=tag_version(tag), ref=tag, actor=requester)
     environment = environment_first_automatic()
     if environment is None:
         raise ValidationError("There is no environment to publish to first (test-pypi, or one without approvals).")
     ended_badly = (Deployment.Outcome.FAILED, Deployment.Outcome.CANCELLED, Deployment.Outcome.EXPIRED)
     if not release.deployments.filter(environment=environment).exclude(outcome__in=ended_badly).exists():
-        deployment_request(release=release, environment=environment, actor=None)
+        deployment_request(release=release, environment=environment, actor=requester)
     return release

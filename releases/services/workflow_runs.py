@@ -1,4 +1,10 @@
-"""Workflow runs a deployment dispatched: reserve, adopt, record what GitHub says."""
+"""Workflow runs a deployment dispatched: reserve, adopt, record what GitHub says.
+
+A run's status only moves forward (queued, then in_progress, then
+completed, which is final): GitHub does not promise to deliver
+``workflow_run`` events in order, so a late "in_progress" after
+"completed" is ignored, and counted on the run (``late_events``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from releases.models import AuditAction, Deployment, WorkflowRun
+from releases.models import AuditAction, Deployment, Project, WorkflowRun
 from releases.services.audit import audit_record
 
 
@@ -74,13 +81,28 @@ def workflow_run_forget(record: WorkflowRun) -> None:
     WorkflowRun.objects.filter(pk=record.pk, run_id__isnull=True).delete()
 
 
+# GitHub's run statuses, in the order a run goes through them.
+# Reference: https://docs.github.com/en/rest/actions/workflow-runs#list-workflow-runs-for-a-repository
+STATUS_RANK = {"requested": 0, "waiting": 0, "pending": 0, "queued": 0, "in_progress": 1, "completed": 2}
+
+
+def status_moves_forward(current: str, conclusion: str, new: str, new_conclusion: str) -> bool:
+    """Whether a run at ``current`` (``conclusion``) may be told it is at ``new``:
+    never backwards, and a completed run's conclusion never changes."""
+    if STATUS_RANK.get(new, 0) < STATUS_RANK.get(current, 0):
+        return False
+    return not (current == "completed" and conclusion and new_conclusion != conclusion)
+
+
 def workflow_run_update(
     record: WorkflowRun, *, status: str, conclusion: str, html_url: str, jobs: list[dict[str, Any]] | None = None
 ) -> None:
-    record.status = status[:30]
-    record.conclusion = conclusion[:30]
+    fields = ["html_url", "updated_at"]
+    if status_moves_forward(record.status, record.conclusion, status[:30], conclusion[:30]):
+        record.status = status[:30]
+        record.conclusion = conclusion[:30]
+        fields += ["status", "conclusion"]
     record.html_url = html_url[:500] or record.html_url
-    fields = ["status", "conclusion", "html_url", "updated_at"]
     if jobs is not None:
         record.jobs = jobs
         fields.append("jobs")
@@ -111,14 +133,48 @@ def workflow_run_record_result(record: WorkflowRun) -> None:
         )
 
 
-def workflow_run_from_webhook(payload: dict[str, Any]) -> bool:
-    """Apply a ``workflow_run`` event to the run it names; False when no deployment tracks it."""
+# What a ``workflow_run`` event did to the runs the console follows.
+RUN_UPDATED = "updated"
+RUN_UNTRACKED = "untracked"
+RUN_LATE = "late"
+
+
+def workflow_run_from_webhook(project: Project, payload: dict[str, Any]) -> str:
+    """Apply a ``workflow_run`` event to the run it names, if that run is one
+    of ``project``'s deployments follow, in the repository and workflow file
+    the event names (never by run id alone); a status that would move the
+    run backwards is ignored and counted."""
+    # Reference: https://docs.github.com/en/webhooks/webhook-events-and-payloads#workflow_run
     run = payload.get("workflow_run")
     if not isinstance(run, dict) or not isinstance(run.get("id"), int):
-        return False
-    updated = WorkflowRun.objects.filter(run_id=run["id"]).update(
-        status=str(run.get("status") or "")[:30],
-        conclusion=str(run.get("conclusion") or "")[:30],
-        updated_at=timezone.now(),
-    )
-    return bool(updated)
+        return RUN_UNTRACKED
+    repository = payload.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    path = workflow_path(payload)
+    if not isinstance(full_name, str) or path is None:
+        return RUN_UNTRACKED
+    status = str(run.get("status") or "")[:30]
+    conclusion = str(run.get("conclusion") or "")[:30]
+    with transaction.atomic():
+        record = (
+            WorkflowRun.objects.select_for_update()
+            .filter(run_id=run["id"], deployment__release__project=project, repository__iexact=full_name)
+            .first()
+        )
+        if record is None or path != f".github/workflows/{record.workflow_file}":
+            return RUN_UNTRACKED
+        if not status_moves_forward(record.status, record.conclusion, status, conclusion):
+            WorkflowRun.objects.filter(pk=record.pk).update(late_events=F("late_events") + 1)
+            return RUN_LATE
+        WorkflowRun.objects.filter(pk=record.pk).update(status=status, conclusion=conclusion, updated_at=timezone.now())
+    return RUN_UPDATED
+
+
+def workflow_path(payload: dict[str, Any]) -> str | None:
+    """The workflow file a ``workflow_run`` event is about (".github/workflows/publish.yml"),
+    without the "@ref" a called workflow's path may carry."""
+    for holder in (payload.get("workflow_run"), payload.get("workflow")):
+        path = holder.get("path") if isinstance(holder, dict) else None
+        if isinstance(path, str) and path:
+            return path.split("@", 1)[0]
+    return None

@@ -10,6 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
 
+from releases.actors import is_service_account
+
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 # Every role reads; a signed-in person with no role sees nothing.
@@ -21,6 +23,8 @@ def viewer_required(view: View) -> View:
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if is_service_account(request.user):
+            raise PermissionDenied("The service account asks for what webhooks start; it does not use the console.")
         if not request.user.has_perm(READ_PERMISSION):
             raise PermissionDenied("Your account has no role in the console yet; ask an administrator.")
         return view(request, *args, **kwargs)

@@ -4,7 +4,6 @@ them, and cancelling a request. Every rule is checked again by the service."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
@@ -27,11 +26,12 @@ from releases.services.approvals import (
 )
 from releases.services.deployments import requester_may_cancel
 from releases.services.second_factor import second_factor_enrolled
+from releases.views.access import viewer_required
 from releases.views.second_factor import second_factor_fresh
 
 
 def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # login_required guarantees it
+    assert isinstance(request.user, User)  # viewer_required guarantees it
     return request.user
 
 
@@ -47,7 +47,7 @@ def _deployment(deployment_id: int) -> Deployment:
     )
 
 
-@login_required
+@viewer_required
 @require_GET
 def awaiting(request: HttpRequest) -> HttpResponse:
     user = _user(request)
@@ -101,13 +101,13 @@ def _approval_page(
     )
 
 
-@login_required
+@viewer_required
 @require_GET
 def approval(request: HttpRequest, deployment_id: int) -> HttpResponse:
     return _approval_page(request, _deployment(deployment_id))
 
 
-@login_required
+@viewer_required
 @require_GET
 def approval_live(request: HttpRequest, deployment_id: int) -> HttpResponseBase:
     """The part of the approval page that follows the push (htmx polls it
@@ -128,7 +128,7 @@ def approval_live(request: HttpRequest, deployment_id: int) -> HttpResponseBase:
     return response
 
 
-@login_required
+@viewer_required
 @require_POST
 def approval_decide(request: HttpRequest, deployment_id: int) -> HttpResponse:
     """Approve or reject, bound to the digests the page showed (posted back)."""
@@ -157,7 +157,7 @@ def approval_decide(request: HttpRequest, deployment_id: int) -> HttpResponse:
     return redirect("releases:approval", deployment_id=deployment.pk)
 
 
-@login_required
+@viewer_required
 @require_POST
 def approval_cancel_view(request: HttpRequest, deployment_id: int) -> HttpResponse:
     user = _user(request)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from releases.selectors.audit import AuditFilters, audit_events
+from releases.views.access import viewer_required
 
 PAGE_SIZE = 50
 
@@ -34,7 +34,7 @@ def _release_id(raw: str, errors: list[str]) -> int | None:
     return int(raw)
 
 
-@login_required
+@viewer_required
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []

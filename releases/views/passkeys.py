@@ -32,6 +32,7 @@ from releases.services.second_factor import (
     passkey_registration_check,
     second_factor_verification_failed,
 )
+from releases.views.access import viewer_required
 from releases.views.second_factor import second_factor_fresh, second_factor_login
 
 # django-otp-webauthn's own logger for the attestation errors it rewrites.
@@ -110,10 +111,32 @@ class PasskeyVerifyComplete(CompleteCredentialAuthenticationView):  # type: igno
 
 
 # Under the "otp_webauthn" namespace: the library's template tags reverse these names.
+# Each needs a role, as every page does: passkeys are a second factor of a
+# person who may read the console, never a way in for anyone else.
 urlpatterns: list[URLPattern] = [
-    path("registration/begin/", PasskeyRegistrationBegin.as_view(), name="credential-registration-begin"),
-    path("registration/complete/", PasskeyRegistrationComplete.as_view(), name="credential-registration-complete"),
-    path("authentication/begin/", PasskeyVerifyBegin.as_view(), name="credential-authentication-begin"),
-    path("authentication/complete/", PasskeyVerifyComplete.as_view(), name="credential-authentication-complete"),
-    path("jsi18n/", JavaScriptCatalog.as_view(packages=["django_otp_webauthn"]), name="js-i18n-catalog"),
+    path(
+        "registration/begin/",
+        viewer_required(PasskeyRegistrationBegin.as_view()),
+        name="credential-registration-begin",
+    ),
+    path(
+        "registration/complete/",
+        viewer_required(PasskeyRegistrationComplete.as_view()),
+        name="credential-registration-complete",
+    ),
+    path(
+        "authentication/begin/",
+        viewer_required(PasskeyVerifyBegin.as_view()),
+        name="credential-authentication-begin",
+    ),
+    path(
+        "authentication/complete/",
+        viewer_required(PasskeyVerifyComplete.as_view()),
+        name="credential-authentication-complete",
+    ),
+    path(
+        "jsi18n/",
+        viewer_required(JavaScriptCatalog.as_view(packages=["django_otp_webauthn"])),
+        name="js-i18n-catalog",
+    ),
 ]

@@ -16,7 +16,6 @@ import qrcode
 import qrcode.image.svg
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -48,6 +47,7 @@ from releases.services.second_factor import (
     second_factor_verification_failed,
     second_factor_verified_at,
 )
+from releases.views.access import viewer_required
 
 
 def second_factor_fresh(request: HttpRequest) -> bool:
@@ -122,7 +122,7 @@ def _context(request: HttpRequest) -> dict[str, object]:
     }
 
 
-@login_required
+@viewer_required
 @require_GET
 def second_factor(request: HttpRequest) -> HttpResponse:
     return _enrol_page(request)
@@ -142,7 +142,7 @@ def _enrol_page(request: HttpRequest, *, error: str = "", status: int = 200, re_
     return render(request, "releases/approvals/second_factor.html", context, status=status)
 
 
-@login_required
+@viewer_required
 @require_POST
 def second_factor_confirm_view(request: HttpRequest) -> HttpResponse:
     user = _user(request)
@@ -162,7 +162,7 @@ def second_factor_confirm_view(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/approvals/recovery_codes.html", {"codes": codes, "next": back})
 
 
-@login_required
+@viewer_required
 @require_POST
 def second_factor_remove(request: HttpRequest) -> HttpResponse:
     try:
@@ -175,7 +175,7 @@ def second_factor_remove(request: HttpRequest) -> HttpResponse:
     return redirect("releases:second_factor")
 
 
-@login_required
+@viewer_required
 @require_POST
 def recovery_codes_new(request: HttpRequest) -> HttpResponse:
     try:
@@ -186,7 +186,7 @@ def recovery_codes_new(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/approvals/recovery_codes.html", {"codes": codes, "next": back})
 
 
-@login_required
+@viewer_required
 @require_GET
 def passkey_enrol(request: HttpRequest) -> HttpResponse:
     """The page whose button registers a passkey (django-otp-webauthn's script
@@ -194,7 +194,7 @@ def passkey_enrol(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/approvals/passkey.html", _context(request))
 
 
-@login_required
+@viewer_required
 @require_http_methods(["GET", "POST"])
 def second_factor_verify(request: HttpRequest) -> HttpResponse:
     user = _user(request)

@@ -3,7 +3,6 @@ download) and a deployment's summary (page and Markdown export)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
@@ -12,10 +11,11 @@ from django.views.decorators.http import require_GET
 from releases.models import Deployment, Sbom
 from releases.selectors.summaries import deployment_summary
 from releases.selectors.supply import release_findings, sbom_components, sbom_diff
+from releases.views.access import viewer_required
 from releases.views.lookups import release_or_404
 
 
-@login_required
+@viewer_required
 @require_GET
 def release_sbom(request: HttpRequest, name: str, version: str) -> HttpResponse:
     release = release_or_404(name, version)
@@ -33,7 +33,7 @@ def release_sbom(request: HttpRequest, name: str, version: str) -> HttpResponse:
     )
 
 
-@login_required
+@viewer_required
 @require_GET
 def release_sbom_json(request: HttpRequest, name: str, version: str) -> HttpResponse:
     sbom = get_object_or_404(Sbom.objects.select_related("release__project"), release=release_or_404(name, version))
@@ -49,14 +49,14 @@ def _deployment(deployment_id: int) -> Deployment:
     )
 
 
-@login_required
+@viewer_required
 @require_GET
 def deployment_summary_page(request: HttpRequest, deployment_id: int) -> HttpResponse:
     summary = deployment_summary(_deployment(deployment_id))
     return render(request, "releases/supply/deployment_summary.html", {"summary": summary})
 
 
-@login_required
+@viewer_required
 @require_GET
 def deployment_summary_markdown(request: HttpRequest, deployment_id: int) -> HttpResponse:
     summary = deployment_summary(_deployment(deployment_id))

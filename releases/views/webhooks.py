@@ -7,6 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from releases.client_address import client_address
 from releases.services.webhooks import Request, webhook_receive
 
 
@@ -28,6 +29,7 @@ def github_webhook(request: HttpRequest, project_name: str) -> JsonResponse:
             body=b"" if too_large else body,
             body_size=max(declared, len(body)),
             too_large=too_large,
+            address=client_address(request),
         )
     )
     # "queued" while its job has not run; how it ended otherwise.

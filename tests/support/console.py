@@ -156,10 +156,18 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     environment = factory.SubFactory(EnvironmentFactory)
     state = Deployment.State.FINISHED
     outcome = Deployment.Outcome.SUCCEEDED
+    # Asked for by the console itself where no approval is needed; by a
+    # releaser of its own where one is (a push that needs approval needs a
+    # person who asked).
+    requested_by = None
 
     @classmethod
     def _create(cls, model_class: type[Deployment], *args: Any, **kwargs: Any) -> Deployment:
-        deployment = deployment_request(release=kwargs["release"], environment=kwargs["environment"], actor=None)
+        environment = kwargs["environment"]
+        actor = kwargs.get("requested_by")
+        if actor is None and environment.required_approvals > 0:
+            actor = person_with_role("releaser")
+        deployment = deployment_request(release=kwargs["release"], environment=environment, actor=actor)
         for to, outcome in _path(deployment.state, kwargs["state"], kwargs["outcome"]):
             transition(deployment, to, outcome=outcome, reason="" if outcome in ("", "succeeded") else "made by a test")
         for job in deployment.jobs.filter(state=Job.State.QUEUED):

@@ -196,6 +196,22 @@ class GitHubStandIn:
             self.runs.append(run)
         return run
 
+    def workflow_run_event(self, run: Run, *, status: str, action: str = "") -> dict[str, Any]:
+        """The ``workflow_run`` webhook GitHub sends for ``run`` at ``status``
+        (its documented shape: the run as the REST API shows it, the
+        workflow, the repository and the sender)."""
+        # Reference: https://docs.github.com/en/webhooks/webhook-events-and-payloads#workflow_run
+        shown = self._run(run)
+        shown["status"] = status
+        shown["conclusion"] = run.conclusion if status == "completed" else None
+        return {
+            "action": action or {"queued": "requested", "completed": "completed"}.get(status, status),
+            "workflow_run": shown,
+            "workflow": self._workflow(run.workflow_file),
+            "repository": self._repository(),
+            "sender": {"login": "octocat", "id": 1, "type": "User"},
+        }
+
     def count(self, method: str, suffix: str) -> int:
         return sum(1 for m, path in self.requests if m == method and path.endswith(suffix))
 

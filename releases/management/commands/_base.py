@@ -1,4 +1,5 @@
-"""What the headless commands share: one-line errors, and waiting on rows."""
+"""What the headless commands share: one-line errors, acting as a named
+person (``--as``), and waiting on rows."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from releases.actors import is_service_account
 from releases.models import Job
 
 
@@ -28,6 +31,30 @@ class ConsoleCommand(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wait-timeout", type=float, default=1800.0, help="Seconds --wait waits at most.")
+
+
+def add_as_argument(parser: CommandParser, role: str) -> None:
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USERNAME",
+        help=f"Act as this person, who must hold the {role} role; recorded as who asked. "
+        "Needed wherever an approval is; without it the console itself acts, where no approval is needed.",
+    )
+
+
+def acting_user(options: dict[str, Any]) -> User | None:
+    """The person named by ``--as`` (their roles are checked by the service), or None."""
+    username = options.get("as_user")
+    if not username:
+        return None
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise CommandError(f"There is no active user named {username!r} to act as.")
+    if is_service_account(user):
+        # Else one person could ask as "the webhook" and approve as themselves.
+        raise CommandError(f"{username} is the service account webhooks act as; act as a person.")
+    return user
 
 
 def invalid(exc: ValidationError) -> CommandError:

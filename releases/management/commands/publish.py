@@ -5,7 +5,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
-from releases.management.commands._base import ConsoleCommand, invalid, log_tail, wait_until
+from releases.management.commands._base import (
+    ConsoleCommand,
+    acting_user,
+    add_as_argument,
+    invalid,
+    log_tail,
+    wait_until,
+)
 from releases.models import Deployment, Job, Release
 from releases.selectors.lookups import environment_by_name, project_by_name, release_by_version
 from releases.services.deployments import deployment_request
@@ -26,6 +33,7 @@ class Command(ConsoleCommand):
             "(then it must come from this ref).",
         )
         parser.add_argument("--wait", action="store_true", help="Wait for the end; exit 0 only on success.")
+        add_as_argument(parser, "releaser")
 
     def refused(self, exc: ValidationError, options: dict[str, Any]) -> CommandError:
         """Each reason on a line of its own (PyPI's rules may find several), nothing sent."""
@@ -39,11 +47,12 @@ class Command(ConsoleCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        actor = acting_user(options)
         try:
             if options["ref"] is None:
                 release = release_by_version(options["project"], options["version"])
                 environment = environment_by_name(options["environment"])
-                deployment = deployment_request(release=release, environment=environment, actor=None)
+                deployment = deployment_request(release=release, environment=environment, actor=actor)
             else:
                 project = project_by_name(options["project"])
                 environment = environment_by_name(options["environment"])
@@ -52,7 +61,7 @@ class Command(ConsoleCommand):
                     version=options["version"],
                     ref=options["ref"],
                     environment=environment,
-                    actor=None,
+                    actor=actor,
                 )
                 release, deployment = publication.release, publication.deployment
                 if publication.release_created:

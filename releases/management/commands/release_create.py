@@ -5,7 +5,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
-from releases.management.commands._base import ConsoleCommand, invalid, log_tail, wait_until
+from releases.management.commands._base import (
+    ConsoleCommand,
+    acting_user,
+    add_as_argument,
+    invalid,
+    log_tail,
+    wait_until,
+)
 from releases.models import Release
 from releases.selectors.lookups import project_by_name
 from releases.services.releases import release_create
@@ -20,11 +27,13 @@ class Command(ConsoleCommand):
         parser.add_argument("version", help="Normalized PEP 440 version, e.g. 1.4.0")
         parser.add_argument("--ref", required=True, help="A tag, branch or commit.")
         parser.add_argument("--wait", action="store_true", help="Wait for the build; exit 0 only if it succeeded.")
+        add_as_argument(parser, "releaser")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        actor = acting_user(options)
         try:
             project = project_by_name(options["project"])
-            release = release_create(project=project, version=options["version"], ref=options["ref"], actor=None)
+            release = release_create(project=project, version=options["version"], ref=options["ref"], actor=actor)
         except ValidationError as exc:
             raise invalid(exc) from None
         self.stdout.write(f"release {release} created from {release.ref}; build queued")
