@@ -736,6 +736,10 @@ def edges_world(db: None) -> dict[str, str]:
     environment = EnvironmentFactory(name="test-pypi")
     deployment = DeploymentFactory(release=release, environment=environment)
     artifact = release.artifacts.get()
+    # A change waiting for a second admin: fewer approvals than the one it needs.
+    protected = EnvironmentFactory(name="pypi", required_approvals=1)
+    change = environment_change(protected, actor=make_user("edges-admin", "admin"), required_approvals=0).request
+    assert change is not None
     return {
         "name": release.project.name,
         "project_name": release.project.name,
@@ -746,6 +750,7 @@ def edges_world(db: None) -> dict[str, str]:
         "artifact_id": str(artifact.pk),
         "filename": artifact.filename,
         "token": "not-a-handout-token",
+        "change_id": str(change.pk),
         # The admin's patterns.
         "app_label": "releases",
         "object_id": str(release.project.pk),
