@@ -27,6 +27,7 @@ from releases.services.approvals import (
 from releases.services.deployments import requester_may_cancel
 from releases.services.second_factor import second_factor_enrolled
 from releases.views.access import viewer_required
+from releases.views.live import APPROVAL_POLL
 from releases.views.second_factor import second_factor_fresh
 
 
@@ -80,6 +81,7 @@ def _approval_page(
         template,
         {
             "deployment": deployment,
+            "poll": APPROVAL_POLL,
             "review": review,
             "error": error,
             # The decision is offered exactly when the service would take it.

@@ -36,6 +36,7 @@ from releases.services.deployments import (
     environment_action,
 )
 from releases.views.access import require_permission, viewer_required
+from releases.views.live import LIVE_POLL, WAITING_POLL
 from releases.views.lookups import release_or_404
 
 
@@ -104,8 +105,10 @@ def _live_context(request: HttpRequest, release: Release) -> dict[str, Any]:
         "deployments": deployments,
         "active": active,
         # Followed closely while something runs, now and then while a push
-        # waits for someone's approval, not at all once everything has ended.
-        "poll_every": "2s" if active else "10s" if waiting else "",
+        # waits for someone's approval, not at all once everything has ended;
+        # each answer that changes nothing doubles the wait, up to the most
+        # (console.js).
+        "poll": LIVE_POLL if active else WAITING_POLL if waiting else None,
         # Live too: the timeline and the supply chain change as the jobs run.
         "timeline": release_timeline(release),
         "has_sbom": release_has_sbom(release),

@@ -1,5 +1,6 @@
-// Local times with a relative hint, a single submit per action form, and
-// the live log kept scrolled to its end. The pages work without it.
+// Local times with a relative hint, a single submit per action form, the
+// live log kept scrolled to its end, and live parts that poll less while
+// nothing changes. The pages work without it (live parts then ask at every tick).
 (function () {
   "use strict";
   const units = [["day", 86400], ["h", 3600], ["min", 60]];
@@ -77,6 +78,42 @@
     const url = (event.detail && event.detail.response && event.detail.response.redirect_url) ||
       (target && target.dataset.afterPasskey);
     if (url) window.location.assign(url);
+  });
+
+  // A live part ticks every data-poll-every seconds (its hx-trigger asks
+  // consoleLive.due at each tick). An answer that changes nothing is not
+  // swapped in and doubles the wait before the next request, up to
+  // data-poll-most seconds; a change brings it back to one tick. A hidden
+  // tab waits the most. Without this script, every tick asks.
+  const live = {};
+
+  function waits(el) {
+    const tick = Number(el.dataset.pollEvery) * 1000;
+    return live[el.id] || (live[el.id] = { wait: tick, text: null, at: 0 });
+  }
+
+  window.consoleLive = {
+    due: function (el) {
+      const state = waits(el);
+      const most = Number(el.dataset.pollMost) * 1000;
+      const wait = document.hidden ? most : state.wait;
+      // Half a tick early still counts: the timers do not fire on the millisecond.
+      return Date.now() - state.at >= wait - Number(el.dataset.pollEvery) * 500;
+    },
+  };
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const el = event.detail.elt;
+    if (!el.dataset || !el.dataset.pollMost || !event.detail.xhr) return;
+    const state = waits(el);
+    const text = event.detail.xhr.responseText;
+    const unchanged = event.detail.xhr.status === 200 && text === state.text;
+    state.at = Date.now();
+    state.wait = unchanged
+      ? Math.min(state.wait * 2, Number(el.dataset.pollMost) * 1000)
+      : Number(el.dataset.pollEvery) * 1000;
+    state.text = text;
+    if (unchanged) event.detail.shouldSwap = false;
   });
 
   document.addEventListener("DOMContentLoaded", function () { localise(document); scrollLogs(document); });
