@@ -1,13 +1,14 @@
 """What open release pages cost while nothing on them changes: N watchers
 (each a browser tab's poll of the page's live part, with the ETag of the
-last answer, as a browser's cache sends it: a tick every 2 s, and as
+last answer, as a browser's cache sends it: a tick every second, and as
 console.js does, the wait doubling with each unchanged answer up to the
-page's most; ``--no-backoff``: a request at every tick) against gunicorn
+page's most; ``--before``: as the pages polled before they backed off, a
+request every 2 s) against gunicorn
 on the bench database, each watching a release whose build job is running
 (claimed, silent). The server's CPU time over the window, from /proc, is
 the figure.
 
-    python -m bench.watchers [--watchers 100] [--seconds 30] [--workers 2] [--no-backoff]
+    python -m bench.watchers [--watchers 100] [--seconds 60] [--workers 2] [--before]
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from bench.common import bench_environment, ensure_database, scratch, setup_djan
 from bench.web import session_cookie, start_gunicorn
 from tests.support.devpi import free_port
 
-POLL = 2.0  # LIVE_POLL.every
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -60,37 +60,37 @@ def running_releases(count: int) -> list[str]:
     return paths
 
 
-def watch(url: str, cookie: str, until: float, counts: dict[int, int], lock: threading.Lock, most: float) -> None:
-    """One tab: a tick every POLL seconds; as console.js does, a request only
-    once the wait since the last answer has passed, the wait doubling with
-    each 304 up to ``most`` (``most`` == POLL: every tick asks)."""
+def watch(
+    url: str, cookie: str, until: float, counts: dict[int, int], lock: threading.Lock, tick: float, most: float
+) -> None:
+    """One tab: a tick every ``tick`` seconds; as console.js does, a request
+    only once the wait since the last answer has passed, the wait doubling
+    with each 304 up to ``most`` (``most`` == ``tick``: every tick asks)."""
     session = requests.Session()
     session.headers["Cookie"] = cookie
     session.headers["HX-Request"] = "true"
     etag = ""
-    wait, answered = POLL, -float("inf")
+    wait, answered = tick, -float("inf")
     next_tick = time.monotonic()
     while next_tick < until:
-        if time.monotonic() - answered >= wait - POLL / 2:
+        if time.monotonic() - answered >= wait - tick / 2:
             headers = {"If-None-Match": etag} if etag else {}
             response = session.get(url, headers=headers, timeout=30)
             answered = time.monotonic()
             etag = response.headers.get("ETag", etag)
-            wait = min(wait * 2, most) if response.status_code == 304 else POLL
+            wait = min(wait * 2, most) if response.status_code == 304 else tick
             with lock:
                 counts[response.status_code] = counts.get(response.status_code, 0) + 1
-        next_tick += POLL
+        next_tick += tick
         time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watchers", type=int, default=100)
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
-    parser.add_argument(
-        "--no-backoff", action="store_true", help="Ask at every tick, as the pages did before they backed off."
-    )
+    parser.add_argument("--before", action="store_true", help="Ask every 2 s, as the pages did before they backed off.")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with scratch("bench-watchers-") as tmp:
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         setup_django()
         from releases.views.live import LIVE_POLL
 
-        most = POLL if args.no_backoff else float(LIVE_POLL.most)
+        tick = 2.0 if args.before else float(LIVE_POLL.every)
+        most = tick if args.before else float(LIVE_POLL.most)
         cookie = session_cookie()
         paths = running_releases(min(args.watchers, 20))
         port = free_port()
@@ -114,13 +115,15 @@ def main(argv: list[str] | None = None) -> None:
             start = time.monotonic()
             until = start + args.seconds
             threads = [
-                threading.Thread(target=watch, args=(base + paths[n % len(paths)], cookie, until, counts, lock, most))
+                threading.Thread(
+                    target=watch, args=(base + paths[n % len(paths)], cookie, until, counts, lock, tick, most)
+                )
                 for n in range(args.watchers)
             ]
             cpu_before = cpu_seconds(server.pid)
             for thread in threads:
                 thread.start()
-                time.sleep(POLL / args.watchers)  # spread the polls over the interval, as tabs opened apart are
+                time.sleep(tick / args.watchers)  # spread the polls over the interval, as tabs opened apart are
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - start
@@ -147,7 +150,11 @@ def main(argv: list[str] | None = None) -> None:
             ],
         )
     )
-    polling = "asking at every tick" if args.no_backoff else f"backing off to {most:.0f} s while unchanged"
+    polling = (
+        "asking every 2 s (before)"
+        if args.before
+        else f"a tick every {tick:.0f} s, backing off to {most:.0f} s while unchanged"
+    )
     print(f"{args.watchers} watchers of running release pages, {polling}: {share:.1f}% of one core (target < 10%)")
 
 

@@ -131,7 +131,7 @@ def test_a_finished_release_page_does_not_poll_and_a_running_one_does():
     client = signed_in("viewer")
     url = reverse("releases:release", args=["sample-pkg", "1.0.0"])
     running = client.get(url).content.decode()
-    assert 'hx-trigger="every 2s [' in running and 'data-poll-most="8"' in running  # backs off to 8 s
+    assert 'hx-trigger="every 1s [' in running and 'data-poll-most="8"' in running  # backs off to 8 s
     assert "uv build" in running
     Job.objects.filter(pk=job.pk).update(state=Job.State.FINISHED, outcome="succeeded", finished_at=timezone.now())
     assert "hx-trigger" not in client.get(url).content.decode()

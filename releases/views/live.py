@@ -20,8 +20,9 @@ class Poll:
         return f"every {self.every}s [!window.consoleLive || consoleLive.due(this)]"
 
 
-# A release page while a job runs: two seconds while its log moves.
-LIVE_POLL = Poll(every=2, most=8)
+# A release page while a job runs: every second while its log moves (the
+# end of a push shows within a second of it).
+LIVE_POLL = Poll(every=1, most=8)
 # A push that waits for someone's approval.
 WAITING_POLL = Poll(every=10, most=30)
 # The approval page while its push moves.
