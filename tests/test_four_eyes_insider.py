@@ -43,7 +43,7 @@ from releases.services.approvals import (
 )
 from releases.services.audit import audit_verify_chain, chain_hash, event_payload
 from releases.services.change_decisions import ChangeDecisionRefused, change_decide
-from releases.services.credentials import credential_set_value
+from releases.services.credentials import credential_create, credential_set_value
 from releases.services.deployments import deployment_request
 from releases.services.pipeline import job_run
 from releases.services.projects import environment_change, environment_create, project_create, project_set_github
@@ -365,6 +365,100 @@ def test_another_upload_url_in_the_environment_admin_is_a_request_and_raising_is
     assert change.changes == {"upload_url": {"before": original, "after": "https://evil.example/legacy/"}}
     raised = insider_events("environment.changed")[-1]
     assert raised.actor_name == "mallory" and raised.data["required_approvals"] == {"before": 1, "after": 3}
+
+
+@pytest.fixture
+def insider_guarded(insider_people, pypi_standin: PypiStandin) -> Environment:
+    """PyPI with every rule of LOWERS raised: an earlier environment, a ref
+    pattern, a vulnerability gate, PyPI's rules and its account."""
+    earlier = pypi_environment(pypi_standin, "test-pypi", "Test PyPI", account="bob")
+    return pypi_environment(
+        pypi_standin,
+        "pypi",
+        "PyPI",
+        required_approvals=1,
+        require_second_factor=True,
+        after=earlier.name,
+        allowed_ref_pattern="v*",
+        block_severity="high",
+    )
+
+
+def _spare_credential() -> int:
+    return credential_create(name="spare-token", value="pypi-" + "s" * 40, actor=None).pk
+
+
+@pytest.mark.parametrize(
+    ("field", "lowered"),
+    [
+        ("index_url", lambda: "https://evil.example/simple/"),
+        ("credential", _spare_credential),
+        ("requires_success_in", lambda: ""),
+        ("allowed_ref_pattern", lambda: ""),
+        ("pypi_rules", lambda: None),  # the checkbox left unticked
+        ("index_account", lambda: "mallory"),
+        ("block_severity", lambda: "critical"),
+    ],
+)
+def test_each_lowering_in_the_environment_admin_waits_for_a_second_admin(
+    insider_people, insider_guarded, field, lowered
+):
+    client = verified_client(insider_people["mallory"])
+    url = environment_admin_url(insider_guarded)
+    posted = admin_form(client, url)
+    before = Environment.objects.filter(pk=insider_guarded.pk).values().get()
+    value = lowered()
+    if value is None:
+        posted.pop(field)
+    else:
+        posted[field] = value
+
+    answer = client.post(url, {**posted, "_save": "Save"}, follow=True)
+
+    assert answer.status_code == 200
+    assert any("waits for a second administrator" in m for m in messages_of(answer)), messages_of(answer)
+    assert Environment.objects.filter(pk=insider_guarded.pk).values().get() == before
+    change = ChangeRequest.objects.get(kind=ChangeRequest.Kind.ENVIRONMENT)
+    assert list(change.changes) == [field]
+    assert not AuditEvent.objects.filter(action="environment.changed", object_id=str(insider_guarded.pk)).exists()
+
+
+def test_raising_protection_is_at_once_mailed_and_audited_with_before_and_after(
+    insider_people, insider_pypi, django_capture_on_commit_callbacks
+):
+    client = verified_client(insider_people["mallory"])
+    url = environment_admin_url(insider_pypi)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {**admin_form(client, url), "required_approvals": 2, "_save": "Save"})
+
+    assert Environment.objects.get(pk=insider_pypi.pk).required_approvals == 2
+    assert not ChangeRequest.objects.exists()
+    raised = insider_events("environment.changed")[-1]
+    assert raised.actor_name == "mallory" and raised.data["required_approvals"] == {"before": 1, "after": 2}
+    assert any(m.to == ["alice@example.org"] and "required_approvals: 1 → 2" in m.body for m in mail.outbox), [
+        m.body for m in mail.outbox
+    ]
+
+
+def test_only_the_requester_cancels_a_change_request_and_it_then_changes_nothing(insider_people, insider_pypi):
+    mallory, adam = insider_people["mallory"], insider_people["adam"]
+    change = environment_change(insider_pypi, actor=mallory, required_approvals=0).request
+    assert change is not None
+    cancel = f"/changes/{change.pk}/cancel/"
+
+    refused = verified_client(adam).post(cancel)
+    assert refused.status_code == 403
+    assert "Only the administrator who asked can cancel this request." in text_of(refused.content.decode())
+
+    verified_client(mallory).post(cancel)
+
+    change.refresh_from_db()
+    assert change.outcome == ChangeRequest.Outcome.CANCELLED
+    with pytest.raises(ChangeDecisionRefused):
+        insider_decide(change, adam)
+    assert Environment.objects.get(pk=insider_pypi.pk).required_approvals == 1
 
 
 def test_a_new_environment_cannot_borrow_a_protected_environments_token(insider_people, insider_pypi):
