@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import Stopwatch, bench_environment, ensure_database, median, migrate, scratch, setup_django, table
+from bench.common import Stopwatch, bench_stack, median, table
 from bench.pipeline import person_env, run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,30 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     # made here in between are still synchronous (as the browser tests have it).
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-    from tests.support.osv_standin import OsvStandin
-
-    osv = OsvStandin().start()
-    os.environ["OSV_API_URL"] = osv.url
     where = "SQLite + the embedded broker" if args.embedded else "PostgreSQL + Redis"
-    with scratch("bench-click-") as tmp:
-        bench_environment(tmp / "var", embedded=args.embedded)
-        if args.embedded:
-            migrate()
-        else:
-            ensure_database(os.environ["DATABASE_URL"])
-        setup_django()
+    with bench_stack("bench-click-", embedded=args.embedded) as stack:
+        tmp, devpi = stack.tmp, stack.devpi
         from bench.web import start_gunicorn
         from releases.models import Release
         from releases.services.projects import environment_create, project_create
         from releases.services.releases import release_create
         from tests.support.console import PASSWORD, person_with_role
-        from tests.support.devpi import DevpiServer, free_port
+        from tests.support.devpi import free_port
         from tests.support.sample import SampleRepo
         from tests.support.worker import WorkerProcess
 
-        devpi = DevpiServer(tmp / "devpi")
-        devpi.start()
-        (tmp / "logs").mkdir()
         worker = WorkerProcess(tmp / "logs", "bench-worker", env=dict(os.environ), pool="prefork")
         port = free_port()
         server = None
@@ -158,8 +146,6 @@ def main(argv: list[str] | None = None) -> None:
                 server.terminate()
                 server.wait(30)
             worker.stop()
-            devpi.stop()
-            osv.stop()
     print(
         table(
             ["measure", "median", "min", "max"],

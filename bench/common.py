@@ -17,7 +17,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +84,50 @@ def setup_django() -> None:
 def scratch(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as name:
         yield Path(name)
+
+
+@dataclass
+class BenchStack:
+    """What the end-to-end benchmarks run on: a scratch folder, the console
+    set up in it, and a devpi-server (``devpi``) with ``logs`` for the
+    workers' logs."""
+
+    tmp: Path
+    devpi: Any  # tests.support.devpi.DevpiServer, imported once Django is set up
+
+
+@contextmanager
+def bench_stack(prefix: str, *, embedded: bool) -> Iterator[BenchStack]:
+    """1. A loopback OSV stand-in that knows no vulnerability (no
+       vulnerability service answers from this machine: a verify would wait
+       out its retries, and the ways by hand scan nothing), as the tests do.
+    2. A scratch folder, the console's environment in it (``embedded``:
+       SQLite and the embedded broker; else the bench database, migrated),
+       Django set up.
+    3. devpi-server, stopped with the rest at the end."""
+    from tests.support.osv_standin import OsvStandin
+
+    osv = OsvStandin().start()
+    os.environ["OSV_API_URL"] = osv.url
+    try:
+        with scratch(prefix) as tmp:
+            bench_environment(tmp / "var", embedded=embedded)
+            if embedded:
+                migrate()
+            else:
+                ensure_database(os.environ["DATABASE_URL"])
+            setup_django()
+            from tests.support.devpi import DevpiServer
+
+            devpi = DevpiServer(tmp / "devpi")
+            devpi.start()
+            try:
+                (tmp / "logs").mkdir()
+                yield BenchStack(tmp=tmp, devpi=devpi)
+            finally:
+                devpi.stop()
+    finally:
+        osv.stop()
 
 
 class Stopwatch:

@@ -37,17 +37,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import (
-    ROOT,
-    Stopwatch,
-    bench_environment,
-    ensure_database,
-    median,
-    migrate,
-    scratch,
-    setup_django,
-    table,
-)
+from bench.common import ROOT, Stopwatch, bench_stack, median, table
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
@@ -200,28 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     where = "SQLite + the embedded broker" if args.embedded else "PostgreSQL + Redis"
 
-    from tests.support.osv_standin import OsvStandin
-
-    # No vulnerability service answers from this machine (a verify would wait
-    # out its retries), and the ways by hand scan nothing: the console asks a
-    # loopback stand-in that knows no vulnerability, as the tests do.
-    osv = OsvStandin().start()
-    os.environ["OSV_API_URL"] = osv.url
-    with scratch("bench-pipeline-") as tmp:
-        bench_environment(tmp / "var", embedded=args.embedded)
-        if args.embedded:
-            migrate()
-        else:
-            ensure_database(os.environ["DATABASE_URL"])
-        setup_django()
+    with bench_stack("bench-pipeline-", embedded=args.embedded) as stack:
+        tmp, devpi = stack.tmp, stack.devpi
         from releases.services.projects import environment_create, project_create
-        from tests.support.devpi import DevpiServer
         from tests.support.sample import SampleRepo
         from tests.support.worker import WorkerProcess
 
-        devpi = DevpiServer(tmp / "devpi")
-        devpi.start()
-        (tmp / "logs").mkdir()
         worker = WorkerProcess(tmp / "logs", "bench-worker", env=dict(os.environ), pool=args.pool)
         # The checkout to compare with: its own queue and tool cache, this environment's packages.
         before_env = {
@@ -283,8 +257,6 @@ def main(argv: list[str] | None = None) -> None:
             worker.stop()
             if before_worker is not None:
                 before_worker.stop()
-            devpi.stop()
-            osv.stop()
 
     titles = {
         "guide": "(a) by hand, the release guide",

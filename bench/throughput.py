@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 
-from bench.common import Stopwatch, bench_environment, ensure_database, migrate, scratch, setup_django, table
+from bench.common import Stopwatch, bench_stack, table
 
 
 def work_seconds(release_id: int) -> float:
@@ -59,25 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="Worker processes (one job at a time each).")
     parser.add_argument("--embedded", action="store_true", help="SQLite and the embedded broker.")
     args = parser.parse_args(argv)
-    from tests.support.osv_standin import OsvStandin
-
-    osv = OsvStandin().start()
-    os.environ["OSV_API_URL"] = osv.url
-    with scratch("bench-throughput-") as tmp:
-        bench_environment(tmp / "var", embedded=args.embedded)
-        if args.embedded:
-            migrate()
-        else:
-            ensure_database(os.environ["DATABASE_URL"])
-        setup_django()
+    with bench_stack("bench-throughput-", embedded=args.embedded) as stack:
+        tmp, devpi = stack.tmp, stack.devpi
         from releases.services.projects import environment_create, project_create
-        from tests.support.devpi import DevpiServer
         from tests.support.sample import SampleRepo
         from tests.support.worker import WorkerProcess
 
-        devpi = DevpiServer(tmp / "devpi")
-        devpi.start()
-        (tmp / "logs").mkdir()
         workers = [WorkerProcess(tmp / "logs", f"bench-worker-{n}", env=dict(os.environ)) for n in range(args.workers)]
         try:
             for worker in workers:
@@ -118,8 +105,6 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             for worker in workers:
                 worker.stop()
-            devpi.stop()
-            osv.stop()
     ideal = args.releases * one_work / args.workers
     print(
         table(

@@ -61,7 +61,8 @@ def _s3() -> dict[str, Any]:
         ),
     }
     options.update(_credentials())
-    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+    # django-storages' S3Storage, with the artifact client's bucket backend.
+    return {"BACKEND": "releases.clients.artifact_bucket.BucketStorage", "OPTIONS": options}
 
 
 def _addressing_style() -> str | None:

@@ -13,6 +13,7 @@ from django.dispatch import receiver
 
 from releases.models import Deployment, Environment, Project, Release
 from releases.services.projects import environment_create, project_create
+from releases.steps.sandbox import sandbox_status
 from tests.support.devpi import DevpiServer, IndexAccount
 from tests.support.osv_standin import OsvStandin
 from tests.support.pypi_standin import PypiStandin
@@ -148,6 +149,14 @@ def _let_the_test_runner_empty_the_audit_tables(sender: object, **kwargs: Any) -
     if database.vendor == "postgresql":
         with database.cursor() as cursor:
             cursor.execute("SET release_console.audit_truncate = 'allowed'")
+
+
+@pytest.fixture(scope="module")
+def sandbox_works() -> None:
+    """Skip where the sandbox cannot run here, with bubblewrap's reason."""
+    status = sandbox_status()
+    if not status.usable:
+        pytest.skip(f"the sandbox does not work on this host: {status.reason}")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ answers mean.
 
 Apart from artifacts.py so that boto3, botocore and django-storages' S3
 backend are imported only where a bucket is configured, not by every
-command and process that imports the artifact client.
+command and process that imports the artifact client: the settings name
+``BucketStorage`` as the storage's backend, and Django's storages load it
+when the storage is first used.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import IO, TYPE_CHECKING
 
 from botocore import exceptions as botocore_errors
 from botocore.exceptions import ClientError
-from django.core.files.storage import Storage
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
@@ -37,8 +38,12 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-def is_bucket(storage: Storage) -> bool:
-    return isinstance(storage, S3Storage)
+class BucketStorage(S3Storage):  # type: ignore[misc]  # django-storages ships no types
+    """django-storages' S3 backend, as ``ARTIFACT_STORAGE=s3`` configures it,
+    with the artifact client's backend for it (``artifacts._backend``)."""
+
+    def artifact_backend(self) -> Bucket:
+        return Bucket(self)
 
 
 class Bucket:

@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
@@ -275,18 +275,23 @@ class _Backend(Protocol):
         """A seekable reader of the stored file; ArtifactMissing when there is none."""
 
 
+@runtime_checkable
+class _BackendStorage(Protocol):
+    """A storage that brings its own backend: the bucket's
+    (``artifact_bucket.BucketStorage``, which ``ARTIFACT_STORAGE=s3`` names
+    in the settings), so that boto3 and django-storages' S3 backend, a
+    twentieth of a second to import, are loaded by Django's storages only
+    where a bucket is configured, never by this module."""
+
+    def artifact_backend(self) -> _Backend: ...
+
+
 def _backend() -> _Backend:
     storage: Storage = storages[ALIAS]
     if isinstance(storage, FileSystemStorage):
         return _Folder(storage)
-    # boto3 and django-storages' S3 backend take a twentieth of a second to
-    # import, in every command that queues a build (release_create, publish
-    # --ref): only a bucket loads them. Not a cycle between layers: the
-    # bucket is this client's other half, and imports its errors from here.
-    from releases.clients.artifact_bucket import Bucket, is_bucket  # noqa: PLC0415
-
-    if is_bucket(storage):
-        return Bucket(storage)
+    if isinstance(storage, _BackendStorage):
+        return storage.artifact_backend()
     raise ArtifactStorageError(
         f"Artifact storage {type(storage).__name__} is not supported: use a local folder or S3 (ARTIFACT_STORAGE)."
     )

@@ -109,8 +109,8 @@ def _store_value(credential: Credential, value: str) -> None:
     credential.last_four = value[-4:]
 
 
-def credential_reveal(credential: Credential) -> str:
-    """Decrypt for use by a job. The value is registered for redaction."""
+def _decrypted(credential: Credential) -> str:
+    """The plain value, registered for redaction."""
     try:
         value = key_ring().decrypt(bytes(credential.encrypted_value)).decode()
     except InvalidToken:
@@ -119,6 +119,12 @@ def credential_reveal(credential: Credential) -> str:
             "the key that encrypted it is not in the key ring."
         ) from None
     register_secret(value)
+    return value
+
+
+def credential_reveal(credential: Credential) -> str:
+    """Decrypt for use by a job. The value is registered for redaction."""
+    value = _decrypted(credential)
     Credential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
     return value
 
@@ -132,15 +138,7 @@ def token_fingerprint(username: str, token: str) -> str:
 
 def credential_fingerprint(credential: Credential) -> str:
     """``token_fingerprint`` of a stored credential, decrypted here for that alone."""
-    try:
-        value = key_ring().decrypt(bytes(credential.encrypted_value)).decode()
-    except InvalidToken:
-        raise CredentialError(
-            f"Credential {credential.name!r} cannot be decrypted with CONSOLE_TOKEN_KEYS: "
-            "the key that encrypted it is not in the key ring."
-        ) from None
-    register_secret(value)
-    return token_fingerprint(credential.username, value)
+    return token_fingerprint(credential.username, _decrypted(credential))
 
 
 def credentials_rotate_key() -> int:
